@@ -1,0 +1,55 @@
+# The kit's entry points. README.md's two commands are `make run` and `make test`; both set up the
+# environment first (once: a second run reuses it) and work on a machine that has never seen the kit.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= results
+ARGS ?=
+DATA ?=
+PROFILE ?=
+RUN_ARGS := $(ARGS) $(if $(DATA),-p DATA '$(DATA)') $(if $(PROFILE),-p PROFILE $(PROFILE))
+
+.PHONY: setup run test test-fast notebooks lab bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the kit needs Python 3.11; found " + sys.version.split()[0] + " at " + sys.executable + " (set PYTHON=/path/to/python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name metagen --display-name "Python 3 (metagen kit)" >/dev/null
+	@touch $(STAMP)
+
+## The main job: every notebook, in order, on the embedded glyphs (or DATA=/path), into $(OUT)/.
+run: $(STAMP)
+	$(PY) -m metagen_utils.harness run --out $(OUT) $(RUN_ARGS)
+
+## The whole test suite: unit tests, then every notebook once under nbval against its committed outputs.
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+## Unit tests only, without the slow ones (for quick checks while editing).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not notebooks" -p no:cacheprovider
+
+## Re-execute the notebooks at their default parameters and write the outputs that get committed.
+notebooks: $(STAMP)
+	$(PY) -m metagen_utils.harness regenerate
+
+## JupyterLab in the kit's environment; choose the kernel "Python 3 (metagen kit)".
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+## Benchmarks: data set build time and episode sampling speed.
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench_data
+
+## Re-resolve the pinned versions from requirements.in (needs the package index).
+lock:
+	$(PYTHON) -m venv build/lockenv && build/lockenv/bin/pip install --quiet -r requirements.in
+	(head -2 requirements.lock; build/lockenv/bin/pip freeze | sed 's/+cpu$$//') > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) build $(OUT)

@@ -1,0 +1,28 @@
+"""Shared test setup.
+
+Notebook kernels started by nbval inherit this process's environment: ``CI=1`` keeps progress bars out
+of their outputs (as when committed outputs were made), and ``METAGEN_RESULTS`` sends their figures and
+metrics to a scratch folder instead of the repository's ``results/``.
+"""
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault("CI", "1")
+os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.fspath.ext == ".ipynb":
+            item.add_marker(pytest.mark.notebooks)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def glyph_set():
+    """The default glyph set (built once and cached under data/glyphs/, checked against the manifest)."""
+    from metagen_utils.glyphs import load_glyphs
+
+    return load_glyphs(progress=False)
