@@ -19,3 +19,7 @@ class ManifestError(DataError):
 
 class NotebookError(MetagenError, RuntimeError):
     """A notebook failed while the harness executed it."""
+
+
+class MetaLearningError(MetagenError, RuntimeError):
+    """Meta-training cannot go on: a non-finite loss, or a module the chosen code path cannot run."""
