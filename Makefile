@@ -40,7 +40,7 @@ notebooks: $(STAMP)
 
 ## JupyterLab in the kit's environment; choose the kernel "Python 3 (metagen kit)".
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Benchmarks: data set build time and episode sampling speed.
 bench: $(STAMP)

@@ -85,3 +85,14 @@ class ImageSet:
     def alphabet_names(self) -> list[str]:
         """Alphabets in first-seen order."""
         return list(dict.fromkeys(self.alphabets))
+
+
+def load(source: str = "glyphs", image_size: int = 28, progress: bool = True) -> ImageSet:
+    """The data set a notebook's ``DATA`` parameter names: the embedded glyphs, or a local folder in
+    Omniglot or class-per-folder layout, preprocessed to gray ``image_size``² images."""
+    if source == "glyphs":
+        from .glyphs import load_glyphs
+        return load_glyphs(image_size, progress=progress)
+    from .folders import load_folder
+    from .preprocess import PreprocessConfig
+    return load_folder(source, PreprocessConfig(size=image_size, channels=1))
