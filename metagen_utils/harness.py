@@ -23,7 +23,7 @@ import nbformat
 from .config import PROFILES, check_choice
 from .errors import ConfigError, NotebookError
 from .files import write_atomic, write_json
-from .results import REPO, summarise
+from .results import REPO, summarise, update_committed, update_readme
 
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"  # the kernel of the interpreter running the harness, i.e. the kit's environment
@@ -114,6 +114,19 @@ def execute(path: Path, output: Path, parameters: dict | None = None, timeout: i
     return time.perf_counter() - start
 
 
+def check_really_ran(executed: Path, metrics: Path, started: float) -> None:
+    """Refuse a run that did not happen as it claims: every code cell executed, and a metrics file
+    written by this run (not left over from an earlier one)."""
+    nb = nbformat.read(str(executed), as_version=4)
+    skipped = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()
+               and c.get("execution_count") is None]
+    if skipped:
+        raise NotebookError(f"{executed.name}: code cells {skipped} were never executed")
+    if not metrics.is_file() or metrics.stat().st_mtime < started:
+        raise NotebookError(f"{executed.name} finished without writing its metrics file {metrics.name} in "
+                            "this run; every notebook ends with results.record_metrics(...)")
+
+
 def run(out: Path, parameters: dict | None = None, only: list[str] | None = None,
         folder: Path = NOTEBOOKS) -> dict:
     """The main job: execute the series in order, then gather metrics into ``<out>/summary.*``."""
@@ -126,7 +139,9 @@ def run(out: Path, parameters: dict | None = None, only: list[str] | None = None
     with environment(METAGEN_RESULTS=str(out), MPLBACKEND="module://matplotlib_inline.backend_inline"):
         for path in paths:
             print(f"running {path.name} …", flush=True)
+            started = time.time()
             seconds = execute(path, out / "notebooks" / path.name, parameters)
+            check_really_ran(out / "notebooks" / path.name, out / "metrics" / f"{path.stem}.json", started)
             timings[path.stem] = round(seconds, 1)
             print(f"  done in {seconds:.1f} s", flush=True)
     write_json(out / "timings.json", timings)
@@ -146,7 +161,8 @@ def strip_run_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch: Path | None = None) -> None:
-    """Re-execute notebooks at their default parameters and commit-ready outputs back into ``folder``.
+    """Re-execute notebooks at their default parameters and write commit-ready outputs back into
+    ``folder``, their metrics into ``notebooks/metrics.json`` and README.md's results table.
 
     This is the only way committed outputs are made. ``CI=1`` keeps progress bars out of them, exactly
     as under the test suite's nbval run.
@@ -156,10 +172,13 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
         for path in notebook_paths(folder, only):
             print(f"regenerating {path.name} …", flush=True)
             executed = scratch / path.name
+            (scratch / "results" / "metrics" / f"{path.stem}.json").unlink(missing_ok=True)  # no stale numbers
             seconds = execute(path, executed)
             nb = strip_run_metadata(nbformat.read(executed, as_version=4))
             write_atomic(path, lambda tmp: nbformat.write(nb, str(tmp)))
+            update_committed(path, scratch / "results")
             print(f"  {seconds:.1f} s", flush=True)
+    update_readme()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,3 +64,70 @@ def summarise(out: Path) -> dict:
     text = "\n".join(lines) + "\n"
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(text))
     return metrics
+
+
+# --- committed results: notebooks/metrics.json and README's table ------------------------------------
+
+COMMITTED = REPO / "notebooks" / "metrics.json"
+README = REPO / "README.md"
+TABLE_START, TABLE_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def library_sources() -> list[Path]:
+    """The package's tracked source files (files git does not track yet are work in progress)."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "ls-files", "metagen_utils/*.py"], cwd=REPO, capture_output=True,
+                                text=True, check=True).stdout.split()
+        return sorted(REPO / name for name in listed)
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every source file counts
+        return sorted((REPO / "metagen_utils").glob("*.py"))
+
+
+def code_fingerprint(notebook: Path) -> str:
+    """sha256 over the library's source and the notebook's code cells: what the notebook's numbers
+    depend on. Results recorded under another fingerprint are older than the code."""
+    import hashlib
+
+    import nbformat
+
+    digest = hashlib.sha256()
+    for path in library_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            digest.update(cell.source.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def update_committed(notebook: Path, run_dir: Path) -> None:
+    """Record a regenerated notebook's metrics (and the code fingerprint) in ``notebooks/metrics.json``."""
+    path = run_dir / "metrics" / f"{notebook.stem}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{notebook.name} wrote no metrics file ({path}); every notebook must call "
+                                "results.record_metrics")
+    committed = json.loads(COMMITTED.read_text()) if COMMITTED.is_file() else {}
+    committed[notebook.stem] = {"metrics": json.loads(path.read_text())["metrics"],
+                                "code_sha256": code_fingerprint(notebook)}
+    write_json(COMMITTED, committed)
+
+
+def readme_table(committed: dict) -> str:
+    """The Markdown table README.md shows between its results markers."""
+    lines = ["| notebook | metric | value |", "|---|---|---|"]
+    for notebook, entry in committed.items():
+        for key, value in entry["metrics"].items():
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            lines.append(f"| {notebook} | {key} | {shown} |")
+    return "\n".join(lines)
+
+
+def update_readme() -> None:
+    """Rewrite README.md's results table from ``notebooks/metrics.json``."""
+    text = README.read_text()
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    table = readme_table(json.loads(COMMITTED.read_text()))
+    new = text[:start] + "\n" + table + "\n" + text[end:]
+    write_atomic(README, lambda tmp: tmp.write_text(new))

@@ -92,3 +92,12 @@ def test_committed_notebooks_are_executed_clean_and_parameterised(path):
     assert all(c.execution_count for c in code), "committed outputs come from a full run (make notebooks)"
     assert not any(o.output_type == "error" for c in code for o in c.outputs)
     assert "papermill" not in nb.metadata and not any("papermill" in c.metadata for c in nb.cells)
+
+
+@pytest.mark.slow
+def test_a_notebook_that_records_no_metrics_does_not_count_as_run(tmp_path):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "01_lazy.ipynb", "print('did nothing')")
+    with pytest.raises(NotebookError, match=r"01_lazy.ipynb finished without writing its metrics file"):
+        harness.run(tmp_path / "out", folder=folder)
