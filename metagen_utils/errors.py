@@ -23,3 +23,7 @@ class NotebookError(MetagenError, RuntimeError):
 
 class MetaLearningError(MetagenError, RuntimeError):
     """Meta-training cannot go on: a non-finite loss, or a module the chosen code path cannot run."""
+
+
+class CheckpointError(MetagenError, ValueError):
+    """A checkpoint is missing, damaged, or does not match the model or configuration it is loaded into."""

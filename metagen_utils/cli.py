@@ -1,0 +1,190 @@
+"""``python -m metagen_utils {train,evaluate,sample}``: meta-train, measure and draw from the command line.
+
+    python -m metagen_utils train --profile cpu --out runs/demo            # checkpoints, metrics/train.json
+    python -m metagen_utils evaluate --out runs/demo                       # metrics/evaluate.json
+    python -m metagen_utils sample --out runs/demo                         # figures/samples.png
+
+``evaluate`` and ``sample`` load ``OUT/best/`` (else ``OUT/latest/``, or ``--checkpoint``), rebuild the
+model the checkpoint names, and use the *evaluation* split: classes (and scripts) never seen in training.
+Every file is written atomically. The work is done by :mod:`metagen_utils.train` and
+:mod:`metagen_utils.checkpoint`; this module parses options, wires data to them and writes results.
+``torchrun --nproc_per_node=N -m metagen_utils train …`` (or ``-m metagen_utils.train``) trains on N processes.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import Checkpoint, load_checkpoint, restore
+from .config import DEVICES, PROFILES, resolve, seed_everything
+from .data import ImageSet, load
+from .errors import CheckpointError, MetagenError
+from .files import write_atomic, write_json
+from .tasks import EpisodeSampler
+from .train import (MODELS, RUN_PROFILES, MetaModel, TrainResult, episode_fn, init_distributed, run_settings,
+                    train)
+
+
+def int_at_least(least: int) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers ≥ ``least``, so a bad value is a usage error naming it."""
+    def parse(text: str) -> int:
+        if not text.lstrip("-").isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer ≥ {least}")
+        return int(text)
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (``python -m metagen_utils train`` and ``python -m metagen_utils.train``)."""
+    parser.add_argument("--profile", choices=PROFILES, default="cpu", help="cpu: minutes on 2 cores; full: GPU")
+    parser.add_argument("--model", choices=sorted(MODELS), default="conv_generator")
+    parser.add_argument("--data", default="glyphs", help="'glyphs' or a folder (Omniglot or class-per-folder)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, figures")
+    parser.add_argument("--steps", type=int_at_least(1), help="outer steps (default: the profile's)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--tasks-per-step", type=int_at_least(1),
+                        help="tasks per outer step, split over the processes (default: the profile's)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/latest/")
+
+
+def train_command(args: argparse.Namespace) -> TrainResult:
+    """Train the chosen model on the background split of ``--data``, validating on its validation split;
+    under torchrun every process runs this and rank 0 writes the files."""
+    resolved = resolve(args.profile, args.seed, args.device, None if args.data == "glyphs" else args.data)
+    run, cfg = run_settings(args.profile, args.model, args.data, args.seed, args.steps, args.tasks_per_step)
+    rank, world, device = init_distributed(resolved.device)
+    try:
+        images = load(args.data, run["image_size"], progress=rank == 0)
+        seed_everything(args.seed)   # the initial weights depend on the seed alone, identical on every rank
+        model = MODELS[args.model](run, images.image_shape, device)
+        sample = episode_fn(images.split("background"), run["k_shot"], run["n_query"], run["tasks_per_step"],
+                            args.seed)
+        validate = None
+        if "validation" in images.splits:
+            episode = episode_fn(images.split("validation"), run["k_shot"], run["n_query"], run["val_tasks"],
+                                 args.seed)(0)
+            validate = lambda params: model.validate_fn(params, episode)   # noqa: E731
+        result = train(model.meta_params, model.loss_fn, sample, cfg, validate, args.out, args.resume,
+                       progress=True, run_config=run)
+        if rank == 0:
+            write_json(args.out / "metrics" / "train.json", {
+                "model": args.model, "steps": result.step, "processes": world,
+                "final_train_loss": result.train_losses[-1], "train_losses": result.train_losses,
+                "validation": result.validation, "best_step": result.best_step,
+                "best_validation": result.best_validation})
+        return result
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def load_trained(args: argparse.Namespace) -> tuple[Checkpoint, dict, MetaModel, ImageSet]:
+    """(checkpoint, its run config, the model with its weights, the evaluation split of the data)."""
+    candidates = [args.out / name for name in ("best", "latest") if (args.out / name).is_dir()]
+    folder = args.checkpoint or (candidates[0] if candidates else args.out / "latest")
+    checkpoint = load_checkpoint(folder)
+    run = checkpoint.config.get("run", {})
+    if run.get("model") not in MODELS:
+        raise CheckpointError(f"{folder / 'state.json'}: model {run.get('model')!r} is not one of "
+                              f"{sorted(MODELS)}; was this checkpoint written by `python -m metagen_utils train`?")
+    data = args.data or run["data"]
+    device = resolve(args.profile, args.seed, args.device, None if data == "glyphs" else data).device
+    images = load(data, run["image_size"], progress=True)
+    model = MODELS[run["model"]](run, images.image_shape, device)
+    restore(checkpoint, model.meta_params, rng=False)   # raises, naming the file, on a model mismatch
+    return checkpoint, run, model, images.split("evaluation")
+
+
+def mean_and_ci95(values: torch.Tensor) -> dict[str, float]:
+    """Mean and half-width of its normal-approximation 95 % confidence interval, over tasks ``[tasks]``."""
+    values = values.double()
+    half = 1.96 * values.std().item() / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return {"mean": values.mean().item(), "ci95": half}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Query metrics before and after adaptation, mean ± 95 % CI over ``--tasks`` evaluation tasks →
+    ``OUT/metrics/evaluate.json``."""
+    checkpoint, run, model, evaluation = load_trained(args)
+    tasks = args.tasks or RUN_PROFILES[args.profile]["eval_tasks"]
+    episode = episode_fn(evaluation, run["k_shot"], run["n_query"], tasks, args.seed)(0)
+    per_task = model.evaluate_fn(model.meta_params, episode)
+    metrics = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "split": "evaluation",
+               "tasks": tasks, "k_shot": run["k_shot"], "n_query": run["n_query"], "seed": args.seed,
+               **{name: mean_and_ci95(values) for name, values in per_task.items()}}
+    path = args.out / "metrics" / "evaluate.json"
+    write_json(path, metrics)
+    for name, values in per_task.items():
+        summary = metrics[name]
+        print(f"{name} = {summary['mean']:.4g} ± {summary['ci95']:.2g} (95 % CI, {tasks} tasks)")
+    print(f"wrote {path}")
+    return metrics
+
+
+def sample(args: argparse.Namespace) -> Path:
+    """One row per unseen class: its K support images, then images generated after adapting to them →
+    ``OUT/figures/samples.png``."""
+    import matplotlib
+    matplotlib.use("Agg")   # a command line has no display; set before pyplot is first used
+    import matplotlib.pyplot as plt
+
+    from .plot import image_grid
+
+    checkpoint, run, model, evaluation = load_trained(args)
+    k = run["k_shot"]
+    # One task of n_way classes: distinct classes, one row each (independent tasks could repeat a class).
+    n_way = min(args.classes, evaluation.num_classes)
+    episode = EpisodeSampler(evaluation, k, 0, n_way=n_way, seed=args.seed).sample(1)
+    supports = episode.support[0].reshape(n_way, k, *episode.support.shape[2:])   # class-major
+    rows = [list(support) + list(model.generate_fn(model.meta_params, support).cpu()) for support in supports]
+    labels = [evaluation.classes[c][:24] for c in episode.classes[0].tolist()]
+    fig = image_grid(rows, labels, title=f"step {checkpoint.step}: {k} support images | generated")
+    path = args.out / "figures" / "samples.png"
+    # Fixed metadata so the same figure gives the same bytes run after run.
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}))
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,sample}")
+    train_parser = commands.add_parser("train", help="meta-train a model; torchrun runs it on several processes")
+    add_arguments(train_parser)
+    train_parser.set_defaults(run=train_command)
+    for name, run, help in (("evaluate", evaluate, "query MSE/PSNR before and after adaptation"),
+                            ("sample", sample, "a PNG grid: support images | generated images")):
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("--profile", choices=PROFILES, default="cpu")
+        sub.add_argument("--data", help="'glyphs' or a folder (default: the data the checkpoint was trained on)")
+        sub.add_argument("--device", choices=DEVICES, default="auto")
+        sub.add_argument("--out", type=Path, required=True, help="the run folder `train --out` wrote")
+        sub.add_argument("--checkpoint", type=Path,
+                         help="a checkpoint folder (default: OUT/best, else OUT/latest)")
+        sub.add_argument("--seed", type=int_at_least(0), default=0, help="which evaluation tasks are drawn")
+        sub.set_defaults(run=run)
+    commands.choices["evaluate"].add_argument("--tasks", type=int_at_least(1),
+                                              help="evaluation tasks (default: the profile's)")
+    commands.choices["sample"].add_argument("--classes", type=int_at_least(1), default=6,
+                                            help="unseen classes, one row each")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (argparse exits with 2 on bad options, errors give 1)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except MetagenError as error:
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

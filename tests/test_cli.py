@@ -1,0 +1,118 @@
+"""``python -m metagen_utils {train,evaluate,sample}``: a tiny run end to end, and every bad input's message.
+
+The commands run in this process (``cli.main``) with the ``cpu`` profile shrunk to a few tiny tasks, so
+the test exercises the wiring, not the profile's sizes. Paths in messages are matched with ``[/\\]``.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from metagen_utils import train as train_module
+from metagen_utils.checkpoint import load_checkpoint
+from metagen_utils.cli import main
+
+TINY_PROFILE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 2,
+                "model_config": {"latent_dim": 4, "algorithm": "fomaml", "inner_steps": 1, "inner_lr": 0.5},
+                "train": {"steps": 2, "outer_lr": 1e-2, "warmup_steps": 0, "checkpoint_every": 1,
+                          "validate_every": 1}}
+
+
+def omniglot_folder(root: Path, per_class: int = 3) -> Path:
+    """Omniglot layout: 6 background alphabets (the last 5 become validation) and 1 evaluation alphabet,
+    2 characters each; black strokes on white, placed by alphabet, character and drawing."""
+    alphabets = [("images_background", f"alpha{a}") for a in range(6)] + [("images_evaluation", "omega")]
+    for a, (split, alphabet) in enumerate(alphabets):
+        for c in range(2):
+            folder = root / split / alphabet / f"char{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                page = np.full((28, 28), 255, np.uint8)
+                page[2 + 3 * a:8 + 3 * a, 2 + 8 * c + 2 * i:6 + 8 * c + 2 * i] = 0
+                assert cv2.imwrite(str(folder / f"{i}.png"), page)
+    return root
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    monkeypatch.setitem(train_module.RUN_PROFILES, "cpu", TINY_PROFILE)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_then_sample_write_checkpoints_metrics_and_a_grid(tmp_path, tiny_profile, capsys):
+    data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--seed", "3"]) == 0
+    trained = json.loads((out / "metrics" / "train.json").read_text())
+    assert trained["steps"] == 2 and len(trained["train_losses"]) == 2 and len(trained["validation"]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["best", "latest", "metrics", "step_000001", "step_000002"]
+    assert load_checkpoint(out / "best").step == trained["best_step"]
+
+    assert main(["evaluate", "--out", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics" / "evaluate.json").read_text())
+    assert metrics["tasks"] == 2 and metrics["step"] == trained["best_step"] and metrics["split"] == "evaluation"
+    assert Path(metrics["checkpoint"]).name == "best"
+    for name in ("mse_before", "mse_after", "psnr_db_before", "psnr_db_after"):
+        assert set(metrics[name]) == {"mean", "ci95"} and np.isfinite(metrics[name]["mean"])
+    assert 0 < metrics["mse_after"]["mean"] < 1
+    assert "psnr_db_after = " in capsys.readouterr().out
+
+    assert main(["sample", "--out", str(out), "--classes", "2", "--device", "cpu"]) == 0
+    png = out / "figures" / "samples.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = cv2.imread(str(png))
+    assert grid.shape[0] > 50 and grid.shape[1] > grid.shape[0]   # 2 rows of 2 support + 1 generated
+    assert [p for p in out.rglob(".*")] == []   # no temporary files or folders left behind
+
+
+@pytest.mark.slow
+def test_resuming_with_other_steps_exits_1_naming_state_json_and_the_setting(tmp_path, tiny_profile, capsys):
+    data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--steps", "1"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--steps", "3",
+                 "--resume"]) == 1
+    assert "state.json: the checkpoint was made with another configuration — train.steps: checkpoint 1, now 3" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--out", "x", "--steps", "0"], "argument --steps: '0' is not an integer ≥ 1"),
+    (["train", "--out", "x", "--seed", "-2"], "argument --seed: '-2' is not an integer ≥ 0"),
+    (["train", "--out", "x", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["train", "--out", "x", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+    (["train"], "the following arguments are required: --out"),
+    (["sample", "--out", "x", "--classes", "zero"], "argument --classes: 'zero' is not an integer ≥ 1"),
+    ([], "the following arguments are required: {train,evaluate,sample}"),
+])
+def test_bad_options_exit_2_with_argparse_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_data_path_that_is_not_a_folder_exits_1_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["train", "--data", str(missing), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "python -m metagen_utils train: error: DATA=" in err and "nowhere' is not a folder" in err
+
+
+def test_evaluating_a_run_folder_without_checkpoints_exits_1_naming_the_folder(tmp_path, capsys):
+    assert main(["evaluate", "--out", str(tmp_path), "--device", "cpu"]) == 1
+    assert f"{tmp_path / 'latest'}: no checkpoint folder here" in capsys.readouterr().err
+
+
+def test_python_dash_m_metagen_utils_runs_the_cli_and_exits_with_its_status(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["metagen_utils", "sample", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("metagen_utils", run_name="__main__")   # what `python -m metagen_utils` runs
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "python -m metagen_utils sample: error:" in err and "no checkpoint folder here" in err

@@ -1,0 +1,252 @@
+"""The meta-training loop: schedule, per-step determinism, exact resume, non-finite losses, best/latest
+checkpoints, and data parallelism over tasks (2 gloo processes give what 1 process gives)."""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from metagen_utils import train as train_module
+from metagen_utils.checkpoint import load_checkpoint
+from metagen_utils.data import ImageSet
+from metagen_utils.errors import CheckpointError, ConfigError, MetaLearningError
+from metagen_utils.tasks import Episode
+from metagen_utils.train import TrainConfig, episode_fn, learning_rate, shard, train
+
+
+def image_set(classes: int = 6, per_class: int = 5, size: int = 4) -> ImageSet:
+    rng = np.random.default_rng(0)
+    images = rng.random((classes * per_class, 1, size, size)).astype(np.float32)
+    return ImageSet(images, np.repeat(np.arange(classes), per_class), tuple(f"c{i}" for i in range(classes)),
+                    ("A",) * classes, ("background",) * classes, name="tiny")
+
+
+def linear_params() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"w": torch.randn(16, generator=g).requires_grad_(), "b": torch.zeros(1, requires_grad=True)}
+
+
+def noisy_loss(params: dict[str, torch.Tensor], episode: Episode) -> torch.Tensor:
+    """Predict each task's mean query pixel from its support pixels, plus noise drawn from the global
+    torch RNG — so only a resume that gets the randomness right reproduces the run."""
+    x = episode.support.flatten(2)                     # [tasks, K, 16]
+    target = episode.query.flatten(1).mean(1)          # [tasks]
+    prediction = (x @ params["w"] + params["b"]).mean(1)
+    return ((prediction - target) ** 2).mean() + 0.01 * torch.randn(())
+
+
+def validation(params: dict[str, torch.Tensor]) -> float:
+    return float((params["w"].detach() - 0.1).square().sum())
+
+
+CFG = TrainConfig(steps=15, outer_lr=0.05, warmup_steps=2, max_grad_norm=0.5, checkpoint_every=7,
+                  validate_every=5, keep_last=2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_learning_rate_warms_up_linearly_then_follows_a_cosine_towards_min_lr():
+    cfg = TrainConfig(steps=10, outer_lr=1.0, warmup_steps=2, min_lr=0.1)
+    rates = [learning_rate(cfg, s) for s in range(1, 11)]
+    assert rates[:3] == [0.5, 1.0, 1.0]           # warm-up, then the first cosine step at the full rate
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert 0.1 < rates[-1] < 0.2                   # the last step still moves; min_lr is one step later
+    assert math.isclose(learning_rate(cfg, 11), 0.1)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("steps", 0, "steps=0 is not valid; expected an integer ≥ 1"),
+    ("outer_lr", float("nan"), "outer_lr=nan is not valid; expected a finite number ≥ 0"),
+    ("warmup_steps", -1, "warmup_steps=-1 is not valid; expected an integer ≥ 0"),
+    ("min_lr", 2.0, "min_lr=2.0 is above outer_lr=0.001"),
+])
+def test_train_config_rejects_bad_values_naming_them(field, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        TrainConfig(**{field: value})
+
+
+def test_each_steps_episode_is_a_function_of_seed_and_step_alone():
+    sample = episode_fn(image_set(), k_shot=2, n_query=2, tasks_per_step=4, seed=3)
+    later_first = sample(8)
+    sample(1), sample(2)
+    assert torch.equal(sample(8).support_index, later_first.support_index)
+    assert not torch.equal(sample(9).support_index, later_first.support_index)
+    other_seed = episode_fn(image_set(), k_shot=2, n_query=2, tasks_per_step=4, seed=4)
+    assert not torch.equal(other_seed(8).support_index, later_first.support_index)
+
+
+def test_shards_put_every_task_on_exactly_one_rank_even_when_uneven():
+    episode = episode_fn(image_set(), 2, 2, tasks_per_step=5, seed=0)(1)
+    shards = [shard(episode, rank, 3) for rank in range(3)]
+    assert [s.num_tasks for s in shards] == [2, 2, 1]
+    rows = torch.cat([s.support_index for s in shards])
+    assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, episode.support_index.tolist()))
+
+
+def test_train_equals_a_plain_adamw_loop_with_the_schedule_and_clipping():
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    def loss(params, episode):    # deterministic, so the hand-written loop can reproduce it
+        return noisy_loss(params, episode) - 0.01 * torch.randn(())
+    cfg = TrainConfig(steps=6, outer_lr=0.05, warmup_steps=2, max_grad_norm=0.1, weight_decay=0.01)
+    result = train(linear_params(), loss, sample, cfg, progress=False)
+    params = linear_params()
+    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.outer_lr, weight_decay=cfg.weight_decay)
+    for step in range(1, cfg.steps + 1):
+        optimizer.zero_grad()
+        loss(params, sample(step)).backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+        optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
+        optimizer.step()
+    for name in params:
+        assert torch.equal(result.params[name], params[name])
+
+
+def test_a_loss_fn_returning_loss_and_direction_is_stepped_along_that_direction():
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=2, seed=0)
+    direction = {"w": torch.ones(16), "b": -torch.ones(1)}
+    cfg = TrainConfig(steps=1, outer_lr=0.1, max_grad_norm=None)
+    result = train(linear_params(), lambda p, e: (torch.tensor(1.0), direction), sample, cfg, progress=False)
+    moved = {n: result.params[n].detach() - linear_params()[n].detach() for n in direction}
+    assert (moved["w"] < 0).all() and (moved["b"] > 0).all()   # AdamW's first step: −lr · sign(direction)
+
+
+def interrupted_then_resumed(out: Path) -> train_module.TrainResult:
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    def stops_at_eight(step):
+        if step == 8:
+            raise Interrupted
+        return sample(step)
+    with pytest.raises(Interrupted):
+        train(linear_params(), noisy_loss, stops_at_eight, CFG, validation, out, progress=False)
+    assert load_checkpoint(out / "latest").step == 7
+    return train(linear_params(), noisy_loss, sample, CFG, validation, out, resume=True, progress=False)
+
+
+def test_resuming_after_an_interruption_gives_bit_identical_parameters_and_history(tmp_path):
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    straight = train(linear_params(), noisy_loss, sample, CFG, validation, tmp_path / "straight", progress=False)
+    resumed = interrupted_then_resumed(tmp_path / "resumed")
+    for name in straight.params:
+        assert torch.equal(resumed.params[name], straight.params[name]), name
+    assert resumed.train_losses == straight.train_losses and len(resumed.train_losses) == 15
+    assert resumed.validation == straight.validation
+    assert (resumed.best_step, resumed.best_validation) == (straight.best_step, straight.best_validation)
+
+
+def test_best_holds_the_lowest_validation_and_only_the_last_step_folders_are_kept(tmp_path):
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    result = train(linear_params(), noisy_loss, sample, CFG, validation, tmp_path, progress=False)
+    steps, losses = zip(*result.validation)
+    assert steps == (5, 10, 15)
+    best = load_checkpoint(tmp_path / "best")
+    assert best.step == result.best_step == steps[int(np.argmin(losses))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "latest", "step_000014", "step_000015"]
+    latest = load_checkpoint(tmp_path / "latest")
+    assert latest.step == 15 and torch.equal(latest.weights["w"], result.params["w"].detach())
+
+
+def test_resuming_with_another_config_names_the_setting(tmp_path):
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    train(linear_params(), noisy_loss, sample, TrainConfig(steps=2, checkpoint_every=1), None, tmp_path,
+          progress=False)
+    with pytest.raises(CheckpointError, match=r"state\.json: .* train\.outer_lr: checkpoint 0\.001, now 0\.002"):
+        train(linear_params(), noisy_loss, sample, TrainConfig(steps=2, checkpoint_every=1, outer_lr=0.002),
+              None, tmp_path, resume=True, progress=False)
+
+
+def test_resume_without_a_checkpoint_and_a_fresh_run_over_one_are_errors(tmp_path):
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    cfg = TrainConfig(steps=1)
+    with pytest.raises(CheckpointError, match=r"[/\\]latest: no checkpoint folder here"):
+        train(linear_params(), noisy_loss, sample, cfg, out_dir=tmp_path, resume=True, progress=False)
+    train(linear_params(), noisy_loss, sample, cfg, out_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"latest already holds a checkpoint; resume it"):
+        train(linear_params(), noisy_loss, sample, cfg, out_dir=tmp_path, progress=False)
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_nothing_of_it_is_saved(tmp_path):
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    def nan_at_three(params, episode):
+        loss = noisy_loss(params, episode)
+        return loss * math.nan if calls.append(1) or len(calls) == 3 else loss
+    calls: list[int] = []
+    params = linear_params()
+    cfg = TrainConfig(steps=5, checkpoint_every=1)
+    with pytest.raises(MetaLearningError, match=r"step 3 of 5: the meta-loss is nan\. Nothing of this step was "
+                                                r"applied or saved"):
+        train(params, nan_at_three, sample, cfg, out_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step_000001", "step_000002"]
+    assert load_checkpoint(tmp_path / "latest").step == 2
+    assert torch.isfinite(params["w"]).all() and torch.equal(params["w"], load_checkpoint(tmp_path / "latest")
+                                                             .weights["w"])
+
+
+def test_an_error_from_the_inner_loop_is_reported_with_the_training_step():
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    def diverges(params, episode):
+        raise MetaLearningError("the query loss of task 1 is inf after inner step 1 of 1")
+    with pytest.raises(MetaLearningError, match=r"step 1 of 2: the meta-loss is nan: the query loss of task 1"):
+        train(linear_params(), diverges, sample, TrainConfig(steps=2), progress=False)
+
+
+# ------------------------------------------------------------------------------- data parallelism
+def mean_loss(params: dict[str, torch.Tensor], episode: Episode) -> torch.Tensor:
+    """noisy_loss without the noise: the same numbers on every rank and in one process."""
+    x, target = episode.support.flatten(2), episode.query.flatten(1).mean(1)
+    return (((x @ params["w"] + params["b"]).mean(1) - target) ** 2).mean()
+
+
+DDP_CFG = TrainConfig(steps=4, outer_lr=0.05, checkpoint_every=4, max_grad_norm=None)
+
+
+def ddp_sample(step: int) -> Episode:
+    return episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)(step)   # 3 tasks: 2 on rank 0, 1 on rank 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
+    """One process as torchrun starts it: its environment, then the same init the entry point uses."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
+    assert train_module.init_distributed("cpu")[:2] == (rank, world)
+    try:
+        result = train(linear_params(), mean_loss, ddp_sample, DDP_CFG, out_dir=out, progress=False)
+        save_file({n: t.detach() for n, t in result.params.items()}, str(out.parent / f"rank{rank}.safetensors"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_give_the_parameters_of_one_process_over_the_same_uneven_tasks(tmp_path):
+    one = train(linear_params(), mean_loss, ddp_sample, DDP_CFG, progress=False).params
+    # fork, not spawn: the workers inherit the imported torch instead of paying seconds each to import it.
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(ddp_worker, args=(2, free_port(), tmp_path / "run"), nprocs=2, start_method=method)
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    saved = load_checkpoint(tmp_path / "run" / "latest")    # written by rank 0 alone
+    assert saved.step == 4
+    for name in one:
+        assert torch.equal(ranks[0][name], ranks[1][name]) and torch.equal(saved.weights[name], ranks[0][name])
+        torch.testing.assert_close(ranks[0][name], one[name].detach(), rtol=1e-5, atol=1e-6)
+
+    # The test can fail: averaging the two ranks' means equally (2 tasks vs 1) lands far outside that tolerance.
+    def equal_weights(params, episode):
+        return sum(0.5 * mean_loss(params, shard(episode, r, 2)) for r in range(2))
+    unweighted = train(linear_params(), equal_weights, ddp_sample, DDP_CFG, progress=False).params
+    assert (unweighted["w"] - one["w"]).abs().max() > 100 * 1e-5
