@@ -10,7 +10,7 @@ DATA ?=
 PROFILE ?=
 RUN_ARGS := $(ARGS) $(if $(DATA),-p DATA '$(DATA)') $(if $(PROFILE),-p PROFILE $(PROFILE))
 
-.PHONY: setup run test test-fast notebooks lab bench lock clean
+.PHONY: setup run test test-fast notebooks site exercises lab bench lock clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,15 @@ test-fast: $(STAMP)
 ## Re-execute the notebooks at their default parameters and write the outputs that get committed.
 notebooks: $(STAMP)
 	$(PY) -m metagen_utils.harness regenerate
+	$(PY) -m metagen_utils.assignments
+
+## The rendered site: the committed notebooks as static HTML (Jupyter Book 1.x), offline, in build/site/_build/html.
+site: $(STAMP)
+	$(PY) -m metagen_utils.site --out build/site
+
+## Student versions of the notebooks (solutions replaced by nbgrader's stub) into exercises/.
+exercises: $(STAMP)
+	$(PY) -m metagen_utils.assignments
 
 ## JupyterLab in the kit's environment; choose the kernel "Python 3 (metagen kit)".
 lab: $(STAMP)
