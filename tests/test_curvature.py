@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metagen_utils import completion, curvature, meta
+from metagen_utils.data import ImageSet
+from metagen_utils.errors import ConfigError, MetaLearningError
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 8, 8)).astype(np.float32)
+    data = ImageSet(images, np.repeat(np.arange(10), 4), tuple(f"c{i}" for i in range(10)), ("A",) * 10,
+                    ("background",) * 10, name="noise")
+    features = completion.fourier_design(8, 8, num_features=16, scale=2.0)
+    tasks = completion.make_tasks(data, 6, observed=0.5, seed=0)
+    return data, features, tasks
+
+
+def support(features, tasks):
+    design = completion.with_bias(features)
+    return design[tasks.observed], tasks.pixels.gather(1, tasks.observed)
+
+
+def test_scalar_rule_is_plain_gradient_descent_in_closed_form(setup):
+    _, features, tasks = setup
+    theta0 = torch.randn(33, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.1
+    rule = curvature.init_rule(theta0, "scalar", lr=0.05, steps=4)
+    path = curvature.adapt(rule, *support(features, tasks), steps=4)
+    for t in range(len(tasks)):
+        expected = completion.gd_closed_form(features[tasks.observed[t]], tasks.pixels[t, tasks.observed[t]],
+                                             theta0, 0.05, 4)
+        torch.testing.assert_close(path[4][t], expected)
+
+
+def test_full_rule_at_initialisation_equals_the_scalar_rule(setup):
+    _, features, tasks = setup
+    theta0 = torch.zeros(33, dtype=torch.float64)
+    scalar = curvature.adapt(curvature.init_rule(theta0, "scalar", 0.03, 3), *support(features, tasks), 3)
+    full = curvature.adapt(curvature.init_rule(theta0, "full", 0.03, 3), *support(features, tasks), 3)
+    torch.testing.assert_close(full[3], scalar[3])
+
+
+def test_diagonal_rule_equals_the_librarys_meta_sgd_inner_loop(setup):
+    _, features, tasks = setup
+    rates = torch.rand(33, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 0.05
+    theta0 = torch.randn(33, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 0.1
+    rule = {"theta0": theta0, "sqrt_rate": rates.sqrt()[None]}
+    path = curvature.adapt(rule, *support(features, tasks), steps=2)
+    model = completion.make_model(32)
+    batch = completion.task_batch(features, tasks)
+    for t in range(len(tasks)):
+        adapted = meta.inner_loop(model, completion.as_params(theta0), batch.support_x[t], batch.support_y[t],
+                                  F.mse_loss, steps=2, lr=completion.as_params(rates), create_graph=False)
+        torch.testing.assert_close(completion.as_vector(adapted), path[2][t])
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "lowrank", "full"])
+def test_learned_preconditioners_stay_positive_semidefinite(kind):
+    rule = curvature.init_rule(torch.zeros(10, dtype=torch.float64), kind, 0.1, 1, rank=3)
+    with torch.no_grad():
+        for value in rule.values():
+            value.copy_(torch.randn(value.shape, dtype=value.dtype, generator=torch.Generator().manual_seed(4)))
+    M = curvature.precondition(rule, 0, torch.eye(10, dtype=torch.float64))
+    torch.testing.assert_close(M, M.T)
+    assert torch.linalg.eigvalsh(M).min() > -1e-10
+
+
+def test_meta_training_lowers_the_meta_loss(setup):
+    data, features, tasks = setup
+    rule = curvature.init_rule(torch.zeros(33), "diagonal", 0.01, 2)
+    losses = curvature.train_rule(features.float(), data, rule, steps=60, inner_steps=2, meta_batch_size=8,
+                                  outer_lr=1e-2, observed=0.5, query_pixels=None, progress=False)
+    assert losses[-10:].mean() < 0.8 * losses[:10].mean()
+
+
+def test_a_diverging_update_is_an_error_naming_the_step(setup):
+    data, features, _ = setup
+    rule = curvature.init_rule(torch.zeros(33), "scalar", 1e6, 3)
+    with pytest.raises(MetaLearningError, match=r"meta-training step 0: the query loss is (inf|nan)"):
+        curvature.train_rule(features.float(), data, rule, steps=2, inner_steps=3, meta_batch_size=4,
+                             observed=0.5, query_pixels=None, progress=False)
+
+
+def test_spectral_radius_separates_stable_from_unstable_step_sizes(setup):
+    _, features, tasks = setup
+    x = completion.with_bias(features)[tasks.observed[0]]
+    lam_max = torch.linalg.eigvalsh((2.0 / len(x)) * x.T @ x)[-1].item()
+    stable = curvature.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 1.0 / lam_max, 1)
+    unstable = curvature.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 2.5 / lam_max, 1)
+    assert curvature.spectral_radius_of_step(stable, features, tasks.select([0]))[0] < 1
+    assert curvature.spectral_radius_of_step(unstable, features, tasks.select([0]))[0] > 1
+
+
+def test_unknown_kind_and_bad_rate_are_refused_by_name():
+    with pytest.raises(ConfigError, match="kind='cubic'"):
+        curvature.init_rule(torch.zeros(3), "cubic", 0.1, 1)
+    with pytest.raises(ConfigError, match="lr=0"):
+        curvature.init_rule(torch.zeros(3), "scalar", 0, 1)
