@@ -20,6 +20,13 @@ def write_notebook(path: Path, body: str, params: str = 'PROFILE = "cpu"\nSEED =
     return path
 
 
+def single_notebook_series(tmp_path: Path, name: str, body: str) -> Path:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / name, body)
+    return folder
+
+
 @pytest.fixture
 def series(tmp_path):
     folder = tmp_path / "notebooks"
@@ -60,9 +67,7 @@ def test_run_injects_non_default_parameters_and_gathers_metrics(series, tmp_path
 
 @pytest.mark.slow
 def test_failing_cell_names_notebook_and_cell_and_leaves_no_output(tmp_path):
-    folder = tmp_path / "nbs"
-    folder.mkdir()
-    write_notebook(folder / "01_broken.ipynb", "x = 1\nraise ValueError('the reason')")
+    folder = single_notebook_series(tmp_path, "01_broken.ipynb", "x = 1\nraise ValueError('the reason')")
     with pytest.raises(NotebookError, match=r"01_broken.ipynb: cell 1 .*starting 'x = 1'.* raised ValueError: the reason"):
         harness.run(tmp_path / "out", folder=folder)
     assert not (tmp_path / "out" / "notebooks" / "01_broken.ipynb").exists()
@@ -96,8 +101,6 @@ def test_committed_notebooks_are_executed_clean_and_parameterised(path):
 
 @pytest.mark.slow
 def test_a_notebook_that_records_no_metrics_does_not_count_as_run(tmp_path):
-    folder = tmp_path / "nbs"
-    folder.mkdir()
-    write_notebook(folder / "01_lazy.ipynb", "print('did nothing')")
+    folder = single_notebook_series(tmp_path, "01_lazy.ipynb", "print('did nothing')")
     with pytest.raises(NotebookError, match=r"01_lazy.ipynb finished without writing its metrics file"):
         harness.run(tmp_path / "out", folder=folder)
