@@ -1,0 +1,499 @@
+"""Few-shot image generation: K images of an unseen class in, new images of that class out.
+
+A convolutional VAE whose prior is conditioned on a task context c through the text's linear
+meta-parameter network, and whose encoder and decoder also read c through FiLM:
+
+    p(z | c) = N(m, diag eˢ),  [m; s] = W_θ c + b_θ     the linear meta-parameter network (``prior``)
+    q(z | x, c) = N(μ_φ(x; c), diag σ²_φ(x; c))          encoder
+    p(x | z, c) = Bernoulli(σ(g_ψ(z; c)))                decoder;  FiLM: h ← h ⊙ (1 + γ(c)) + β(c)
+
+For a new class, c (and optionally some decoder layers, MAML-style) takes a few gradient steps on the
+support images' negative ELBO with the kit's meta-optimizer (:mod:`metagen_utils.meta`, learned
+rates); z ~ p(z | c_adapted), decoded, gives new images of the class.
+
+Parameter names suit ``MetaConfig.adapt`` prefixes: ``context``, ``prior.*``, ``encoder.{conv1,conv2,
+film,fc}.*``, ``decoder.{fc,film,up,out}.*``; ``adapt=("context", "decoder.up")`` adapts c and one decoder
+layer. At c = 0 the prior is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the
+jointly trained, class-agnostic VAE (:func:`train_joint`), which the baselines start from and
+meta-training (:func:`meta_train`) continues from.
+
+Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
+beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
+``torch.func.vmap`` over tasks needs, and one seed gives one set of numbers.
+
+Likelihood: Bernoulli on [0, 1] pixels summed over the 28×28 image, in nats per image (the form of the
+conditional-NLL table in Generative Matching Networks, Bartunov & Vetrov, 2018). Grey pixels make it a
+cross-entropy rather than a normalised density: compare these numbers with each other only.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from .classifier import diversity, features, fidelity_from_features, frechet_distance
+from .data import ImageSet
+from .errors import ConfigError, DataError
+from .meta import LR_PREFIX, MetaConfig, Params, TaskBatch, init_meta_params, meta_step, select_adapted
+from .models import LinearMetaNet
+from .tasks import EpisodeSampler
+
+IMAGE_SHAPE = (1, 28, 28)
+PIXELS = 28 * 28
+MODES = ("nelbo", "log_weights", "decode", "posterior")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sizes and schedules, calibrated for the CPU profile (2 cores: ≈ 30 s joint VAE + 75 s meta-training
+    on one core). ``test_steps``: inner steps when evaluating — more than the 3 trained with, which Meta-SGD's
+    per-parameter rates allow, trading ≈ 3 nats of K = 1 NLL for +0.06 fidelity (and gaining both at K = 5)."""
+
+    latent_dim: int = 16
+    context_dim: int = 16
+    width: int = 16
+    joint_steps: int = 1200
+    joint_lr: float = 2e-3
+    meta_steps: int = 400
+    meta_batch_size: int = 16
+    outer_lr: float = 4e-3
+    meta: MetaConfig = MetaConfig("metasgd", inner_steps=3, inner_lr=0.5, adapt=("context", "decoder.up"))
+    initial_rates: tuple[tuple[str, float], ...] = (("decoder.up", 1e-4),)
+    test_steps: int = 6
+
+
+class Encoder(nn.Module):
+    """images ``[n, 1, 28, 28]``, c ``[context_dim]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
+
+    Two stride-2 convolutions → FiLM(c) → Linear. Reading c lets z code what sets an image apart from its
+    class rather than the class again (the Neural Statistician's q(z | x, c)).
+    """
+
+    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 4, stride=2, padding=1)             # 28 → 14
+        self.conv2 = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)     # 14 → 7
+        self.film = _identity_film(context_dim, 2 * width)
+        self.fc = nn.Linear(2 * width * 7 * 7, 2 * latent_dim)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.fc(_modulate(F.silu(self.conv2(F.silu(self.conv1(x)))), self.film, c).flatten(1))
+
+
+def _identity_film(context_dim: int, channels: int) -> LinearMetaNet:
+    """[γ; β] = W c + b with W = b = 0: FiLM is the identity for every c, and the context's first
+    gradients come from the prior alone (through FiLM the pixel-sum likelihood gives c gradients hundreds
+    of times larger, and the inner loop diverged). Meta-training grows W where reading c pays."""
+    film = LinearMetaNet(context_dim, 2 * channels)
+    nn.init.zeros_(film.weight)
+    nn.init.zeros_(film.bias)
+    return film
+
+
+def _modulate(h: Tensor, film: LinearMetaNet, c: Tensor) -> Tensor:
+    """FiLM: h ``[n, channels, H, W]`` ← h ⊙ (1 + γ(c)) + β(c)."""
+    gamma, beta = film(c).view(2, -1, 1, 1)
+    return h * (1 + gamma) + beta
+
+
+class Decoder(nn.Module):
+    """z ``[n, latent_dim]``, c ``[context_dim]`` → Bernoulli logits ``[n, 1, 28, 28]``.
+
+    Linear → FiLM(c) → two stride-2 transposed convolutions, no normalisation (its statistics would
+    couple the images of a task, and the adapted layers must stay plain functions of their weights).
+    """
+
+    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.fc = nn.Linear(latent_dim, 2 * width * 7 * 7)
+        self.film = _identity_film(context_dim, 2 * width)
+        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
+        self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
+
+    def forward(self, z: Tensor, c: Tensor) -> Tensor:
+        h = _modulate(F.silu(self.fc(z)).view(-1, 2 * self.width, 7, 7), self.film, c)
+        return self.out(F.silu(self.up(h)))
+
+
+class ConditionalVAE(nn.Module):
+    """The conditional-prior VAE for 1×28×28 images in [0, 1] (ink = 1).
+
+    ``forward(x, mode)`` runs one of four computations, so that ``functional_call`` can run each with
+    any parameter dict (a task's adapted one included):
+
+    * ``"nelbo"`` — x = :func:`pack` (images, noise ``[n, S, latent_dim]``) → negative ELBO per image
+      ``[n]`` in nats: S-sample reconstruction term + analytic KL(q(z|x, c) ‖ p(z|c)). The default, and
+      the loss :mod:`metagen_utils.meta` adapts with.
+    * ``"log_weights"`` — packed x → log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``.
+    * ``"decode"`` — x = standard-normal noise ``[n, latent_dim]`` → z = m + e^{s/2} ε ~ p(z | c) →
+      Bernoulli means ``[n, 1, 28, 28]``.
+    * ``"posterior"`` — x = images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
+    """
+
+    def __init__(self, latent_dim: int = 16, context_dim: int = 16, width: int = 16) -> None:
+        super().__init__()
+        for name, value in (("latent_dim", latent_dim), ("context_dim", context_dim), ("width", width)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ConditionalVAE: {name}={value!r}; expected a positive integer")
+        self.latent_dim, self.context_dim = latent_dim, context_dim
+        self.encoder = Encoder(latent_dim, context_dim, width)
+        self.context = nn.Parameter(torch.zeros(context_dim))
+        self.prior = LinearMetaNet(context_dim, 2 * latent_dim)
+        # W = [I; 0], b = 0: p(z | c) = N(c, I) (for context_dim = latent_dim), so p(z | 0) = N(0, I) is
+        # the joint VAE's prior, and one inner step of rate 1 moves the prior mean onto the mean of the
+        # support's posterior means — a well-conditioned start for the learned rates.
+        with torch.no_grad():
+            self.prior.weight.zero_()
+            self.prior.weight[:latent_dim].copy_(torch.eye(latent_dim, context_dim))
+            self.prior.bias.zero_()
+        self.decoder = Decoder(latent_dim, context_dim, width)
+
+    def prior_params(self) -> tuple[Tensor, Tensor]:
+        """(mean, log-variance) of p(z | c), each ``[latent_dim]``: [m; s] = W c + b."""
+        return self.prior(self.context).chunk(2)
+
+    def forward(self, x: Tensor, mode: str = "nelbo") -> Tensor:
+        if mode == "posterior":
+            return self.encoder(x, self.context)
+        if mode == "decode":
+            mean, logvar = self.prior_params()
+            return torch.sigmoid(self.decoder(mean + (0.5 * logvar).exp() * x, self.context))
+        if mode not in MODES:
+            raise ConfigError(f"ConditionalVAE: mode={mode!r}; expected one of {MODES}")
+        images, noise = unpack(x, self.latent_dim)                       # [n, 1, 28, 28], [n, S, L]
+        mu, logvar = self.encoder(images, self.context).chunk(2, dim=-1)
+        z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
+        logits = self.decoder(z.flatten(0, 1), self.context)
+        target = images[:, None].expand(-1, noise.shape[1], -1, -1, -1).flatten(0, 1)
+        log_px = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum((1, 2, 3))
+        log_px = log_px.view(noise.shape[:2])                            # [n, S]
+        prior_mean, prior_logvar = self.prior_params()
+        if mode == "nelbo":
+            kl = 0.5 * (prior_logvar - logvar - 1 + (logvar.exp() + (mu - prior_mean) ** 2)
+                        / prior_logvar.exp()).sum(-1)
+            return -log_px.mean(1) + kl
+        log_prior = _log_normal(z, prior_mean, prior_logvar)
+        log_posterior = _log_normal(z, mu[:, None], logvar[:, None])
+        return log_px + log_prior - log_posterior
+
+
+def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mean, diag e^logvar), summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
+
+
+def bernoulli_nll(logits: Tensor, images: Tensor) -> Tensor:
+    """−log p(x | logits) in nats per image, Bernoulli on [0, 1] pixels: ``[..., C, H, W]`` → ``[...]``
+    (the two shapes broadcast)."""
+    logits, images = torch.broadcast_tensors(logits, images)
+    return F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum((-3, -2, -1))
+
+
+def pack(images: Tensor, noise: Tensor) -> Tensor:
+    """images ``[..., n, 1, 28, 28]`` and noise ``[..., n, S, L]`` → one input ``[..., n, 784 + S·L]``."""
+    if images.shape[-3:] != IMAGE_SHAPE or images.shape[:-3] != noise.shape[:-2]:
+        raise DataError(f"pack: expected images [..., n, 1, 28, 28] and noise [..., n, S, L] with the same "
+                        f"leading shape; found {tuple(images.shape)} and {tuple(noise.shape)}")
+    return torch.cat([images.flatten(-3), noise.flatten(-2)], dim=-1)
+
+
+def unpack(x: Tensor, latent_dim: int) -> tuple[Tensor, Tensor]:
+    """Inverse of :func:`pack` for ``[n, 784 + S·L]``: (images ``[n, 1, 28, 28]``, noise ``[n, S, L]``)."""
+    if x.shape[-1] <= PIXELS or (x.shape[-1] - PIXELS) % latent_dim:
+        raise DataError(f"unpack: found width {x.shape[-1]}, expected 784 + S × {latent_dim} "
+                        "(images and noise packed by generation.pack)")
+    return x[:, :PIXELS].reshape(-1, *IMAGE_SHAPE), x[:, PIXELS:].reshape(len(x), -1, latent_dim)
+
+
+def mean_loss(nelbo: Tensor, images: Tensor) -> Tensor:
+    """The ``loss_fn`` for :mod:`metagen_utils.meta`: the mean of the model's −ELBO per image (the images
+    themselves arrive packed in the model's input)."""
+    return nelbo.mean()
+
+
+def task_batch(support: Tensor, query: Tensor, latent_dim: int, generator: torch.Generator,
+               samples: int = 1) -> TaskBatch:
+    """A :class:`TaskBatch` for meta.py from support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]``,
+    with fresh noise ``samples`` per image packed beside each image."""
+    def noisy(images: Tensor) -> Tensor:
+        return pack(images, torch.randn(*images.shape[:2], samples, latent_dim, generator=generator))
+    return TaskBatch(noisy(support), support, noisy(query), query)
+
+
+def call(model: ConditionalVAE, params: Params, x: Tensor, mode: str = "nelbo") -> Tensor:
+    """``model(x, mode)`` run with ``params`` (a full dict name → tensor; learned rates are ignored)."""
+    return functional_call(model, {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)},
+                           (x,), {"mode": mode})
+
+
+def per_task(model: ConditionalVAE, params: Params, task_params: Params, x: Tensor, mode: str,
+             chunk: int = 16) -> Tensor:
+    """:func:`call` for every task: ``task_params`` ``{name: [T, *shape]}`` override ``params`` per task,
+    x: ``[T, ...]``. Tasks run vmapped, ``chunk`` at a time to bound memory."""
+    def one(override: Params, xi: Tensor) -> Tensor:
+        return call(model, {**params, **override}, xi, mode)
+    outs = [vmap(one)({n: t[i:i + chunk] for n, t in task_params.items()}, x[i:i + chunk])
+            for i in range(0, len(x), chunk)]
+    return torch.cat(outs)
+
+
+def inner_rates(params: Params, cfg: MetaConfig, names: Sequence[str]) -> list[float | dict[str, Tensor]]:
+    """The inner-loop rate of each step, in the form ``meta.inner_loop(lr=...)`` takes: ``cfg.inner_lr``,
+    or the learned ``"inner_lr.<name>"`` entries of ``params`` (per step where ``cfg.per_step_lr``)."""
+    if not cfg.learns_inner_lr:
+        return [cfg.inner_lr] * cfg.inner_steps
+    rates = {n: params[LR_PREFIX + n] for n in names}
+    return [{n: r[step] if cfg.per_step_lr else r for n, r in rates.items()} for step in range(cfg.inner_steps)]
+
+
+def adapt(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig,
+          generator: torch.Generator, samples: int = 1, steps: int | None = None) -> Params:
+    """Adapt the ``cfg.adapt`` parameters to each task: ``steps`` (default ``cfg.inner_steps``) gradient
+    steps on the support −ELBO with ``params``' learned rates. support: ``[T, K, 1, 28, 28]``.
+    Returns ``{name: [T, *shape]}`` (detached), to pass to :func:`per_task` / :func:`sample`."""
+    names = select_adapted([n for n in params if not n.startswith(LR_PREFIX)], cfg.adapt)
+    params = {n: t.detach() for n, t in params.items()}
+    rates = inner_rates(params, cfg, names)
+    steps = cfg.inner_steps if steps is None else steps
+    if steps != cfg.inner_steps and cfg.per_step_lr:
+        raise ConfigError(f"adapt: steps={steps} but the rates were learned per step for {cfg.inner_steps}")
+    x = pack(support, torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator))
+    shared = {n: t for n, t in params.items() if n not in names}
+
+    def one_task(xi: Tensor) -> Params:
+        def loss(fast: Params) -> Tensor:
+            return call(model, {**shared, **fast}, xi).mean()
+        fast = {n: params[n] for n in names}
+        for step in range(steps):
+            rate, grads = rates[min(step, len(rates) - 1)], grad(loss)(fast)
+            fast = {n: fast[n] - (rate[n] if isinstance(rate, dict) else rate) * grads[n] for n in names}
+        return fast
+    with torch.no_grad():       # torch.func.grad ignores an enclosing no_grad; nothing else keeps a graph
+        return vmap(one_task)(x)
+
+
+def sample(model: ConditionalVAE, params: Params, task_params: Params, n_samples: int,
+           generator: torch.Generator, tasks: int | None = None) -> Tensor:
+    """``n_samples`` images per task from z ~ p(z | c) → Bernoulli means: ``[T, n_samples, 1, 28, 28]``.
+    T is the tasks of ``task_params``, or ``tasks`` when it is empty (a model shared by every task)."""
+    count = next(iter(task_params.values())).shape[0] if task_params else tasks
+    if count is None:
+        raise ConfigError("sample: task_params is empty, so pass tasks= to say how many tasks to sample for")
+    noise = torch.randn(count, n_samples, model.latent_dim, generator=generator)
+    with torch.no_grad():
+        return per_task(model, params, task_params, noise, "decode")
+
+
+def adapt_and_sample(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig, n_samples: int,
+                     generator: torch.Generator, steps: int | None = None) -> tuple[Tensor, Params]:
+    """K images of a class in, new images out: (samples ``[T, n_samples, 1, 28, 28]``, adapted params)
+    for support ``[T, K, 1, 28, 28]``."""
+    adapted = adapt(model, params, support, cfg, generator, steps=steps)
+    return sample(model, params, adapted, n_samples, generator), adapted
+
+
+def query_scores(model: ConditionalVAE, params: Params, task_params: Params, query: Tensor, samples: int,
+                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(−ELBO, importance-sampled NLL), each ``[T, Q]`` nats per image, for query ``[T, Q, 1, 28, 28]``.
+
+    Both come from the same ``samples`` draws z_s ~ q(z | x): −ELBO ≈ −mean_s log w_s (Monte-Carlo KL),
+    NLL ≈ −log mean_s w_s with w_s = p(x, z_s | c) / q(z_s | x) (Burda et al., 2016); the second is a
+    tighter bound, never above the first.
+    """
+    x = pack(query, torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator))
+    with torch.no_grad():
+        log_w = per_task(model, params, task_params, x, "log_weights")              # [T, Q, S]
+    return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
+
+
+# --- Training -------------------------------------------------------------------------------------
+
+JOINT_PREFIXES = ("encoder.conv1", "encoder.conv2", "encoder.fc", "decoder.fc", "decoder.up", "decoder.out")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first ``warmup`` fraction of ``steps``, then cosine decay to zero: short
+    runs at a high rate without the first Adam steps blowing the weights up."""
+    ramp = max(1, int(warmup * steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / ramp, 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (s - ramp) / max(1, steps - ramp)))) if s >= ramp else 1.0))
+
+
+def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size: int = 64, lr: float = 2e-3,
+                seed: int = 0) -> Params:
+    """Train the class-agnostic VAE in place: encoder and decoder on the −ELBO of single images with c
+    fixed at 0, so p(z | c) = N(0, I). Returns a detached copy of every parameter (the joint VAE)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.from_numpy(images.images)
+    trained = [t for n, t in model.named_parameters() if n in select_adapted(
+        [n for n, _ in model.named_parameters()], JOINT_PREFIXES)]
+    optimizer = torch.optim.Adam(trained, lr=lr)
+    schedule = warmup_cosine(optimizer, steps)
+    with torch.no_grad():
+        model.context.zero_()
+    for _ in range(steps):
+        batch = pixels[torch.randint(len(pixels), (batch_size,), generator=generator)]
+        noise = torch.randn(batch_size, 1, model.latent_dim, generator=generator)
+        loss = model(pack(batch, noise)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return {n: t.detach().clone() for n, t in model.named_parameters()}
+
+
+def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: int, meta_batch_size: int = 16,
+               k_shots: Sequence[int] = (1, 5), n_query: int = 5, outer_lr: float = 4e-3, seed: int = 0,
+               max_grad_norm: float | None = 100.0,
+               initial_rates: dict[str, float] | None = None) -> tuple[Params, list[float]]:
+    """Meta-train in place from the model's current weights (e.g. the joint VAE): each outer step draws
+    ``meta_batch_size`` one-class tasks with K cycling through ``k_shots``, adapts ``cfg.adapt`` on the
+    support −ELBO and descends the query −ELBO (:func:`metagen_utils.meta.meta_step`, vmapped).
+    ``initial_rates`` ``{prefix: rate}`` starts the learned rates of some adapted parameters elsewhere
+    than ``cfg.inner_lr``: a decoder layer's gradient of a pixel-sum likelihood is hundreds of times the
+    context's, and one rate for both either leaves c still or makes the layer diverge.
+    Returns (meta_params — the module's tensors plus learned rates, the meta-loss of each step)."""
+    generator = torch.Generator().manual_seed(seed)
+    samplers = [EpisodeSampler(images, k_shot=k, n_query=n_query, seed=seed + i) for i, k in enumerate(k_shots)]
+    meta_params = init_meta_params(model, cfg)
+    for prefix, rate in (initial_rates or {}).items():
+        names = select_adapted([n[len(LR_PREFIX):] for n in meta_params if n.startswith(LR_PREFIX)], (prefix,))
+        with torch.no_grad():
+            for name in names:
+                meta_params[LR_PREFIX + name].fill_(rate)
+    optimizer = torch.optim.Adam(meta_params.values(), lr=outer_lr)
+    schedule = warmup_cosine(optimizer, steps)
+    losses = []
+    for step in range(steps):
+        episode = samplers[step % len(samplers)].sample(meta_batch_size)
+        batch = task_batch(episode.support, episode.query, model.latent_dim, generator)
+        losses.append(meta_step(model, meta_params, optimizer, batch, cfg, mean_loss, max_grad_norm=max_grad_norm))
+        schedule.step()
+    return meta_params, losses
+
+
+# --- Baselines ------------------------------------------------------------------------------------
+
+def latent_spread(model: ConditionalVAE, joint: Params, images: ImageSet, classes: int = 200,
+                  seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(within-class variance of the posterior means, mean posterior variance), each ``[latent_dim]``,
+    pooled over ``classes`` classes of ``images`` (background): what the support-fitted Gaussian
+    needs to know about a class's spread, learned from seen classes like everything else."""
+    rng = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(images.num_classes, generator=rng)[:classes]
+    keep = torch.isin(torch.from_numpy(images.labels), chosen)
+    x, labels = torch.from_numpy(images.images)[keep], torch.from_numpy(images.labels)[keep]
+    with torch.no_grad():
+        mu, logvar = call(model, joint, x, "posterior").chunk(2, dim=-1)
+    _, inverse = labels.unique(return_inverse=True)
+    counts = torch.bincount(inverse).float()[:, None]
+    class_means = torch.zeros(len(counts), mu.shape[1]).index_add_(0, inverse, mu) / counts
+    within = ((mu - class_means[inverse]) ** 2).sum(0) / (len(mu) - len(counts))
+    return within, logvar.exp().mean(0)
+
+
+def support_gaussian(model: ConditionalVAE, joint: Params, support: Tensor,
+                     spread: tuple[Tensor, Tensor]) -> Params:
+    """The joint VAE with p(z) = N(m, diag v) fitted to each task's support: m = mean of the support's
+    posterior means, v = within·(1 + 1/K) + mean posterior variance (a new image of the class scatters
+    around the true class mean, which m estimates from K images). Returns ``{"prior.bias": [T, 2L]}``
+    (c = 0 in the joint VAE, so the prior is its bias)."""
+    within, posterior_var = spread
+    with torch.no_grad():
+        mu = call(model, joint, support.flatten(0, 1), "posterior")[:, :model.latent_dim]
+    mean = mu.view(*support.shape[:2], -1).mean(1)
+    var = within * (1 + 1 / support.shape[1]) + posterior_var
+    return {"prior.bias": torch.cat([mean, var.log().expand_as(mean)], dim=-1)}
+
+
+def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, lr: float,
+             generator: torch.Generator, chunk: int = 16) -> Params:
+    """The joint VAE fine-tuned per task: ``steps`` Adam steps (rate ``lr``, fresh noise each step) of the
+    support −ELBO on encoder and decoder, prior N(0, I). Returns ``{name: [T, *shape]}``."""
+    names = select_adapted(list(joint), JOINT_PREFIXES)
+    shared = {n: t.detach() for n, t in joint.items() if n not in names}
+    start = {n: joint[n].detach() for n in names}
+    noise = torch.randn(support.shape[0], steps, support.shape[1], 1, model.latent_dim, generator=generator)
+    x = pack(support[:, None].expand(-1, steps, -1, -1, -1, -1), noise)          # [T, steps, K, 784 + L]
+
+    def one_task(xs: Tensor) -> Params:
+        def loss(fast: Params, xi: Tensor) -> Tensor:
+            return call(model, {**shared, **fast}, xi).mean()
+        fast, m, v = start, {n: torch.zeros_like(t) for n, t in start.items()}, {n: torch.zeros_like(t) for n, t in start.items()}
+        for t in range(1, steps + 1):
+            g = grad(loss)(fast, xs[t - 1])
+            m = {n: 0.9 * m[n] + 0.1 * g[n] for n in names}
+            v = {n: 0.999 * v[n] + 0.001 * g[n] ** 2 for n in names}
+            fast = {n: fast[n] - lr * (m[n] / (1 - 0.9 ** t)) / ((v[n] / (1 - 0.999 ** t)).sqrt() + 1e-8)
+                    for n in names}
+        return fast
+    with torch.no_grad():
+        parts = [vmap(one_task)(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    return {n: torch.cat([p[n] for p in parts]) for n in names}
+
+
+# --- Evaluation -----------------------------------------------------------------------------------
+
+def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
+             images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
+             n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
+             is_samples: int = 16, steps: int | None = None, finetune_lr: float = 3e-4,
+             seed: int = 0) -> dict[int, dict[str, dict]]:
+    """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
+
+    Each class of an episode is one task: its first K support images go in, ``n_samples`` images come
+    out; its ``n_query`` held-out images are the prototypes for fidelity and the reference set of the
+    Fréchet distance, and the first ``nll_images`` of them are scored (−ELBO and IS-NLL, ``is_samples``).
+    The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
+    are per parameter, so more steps at test time are allowed); the joint VAE is fine-tuned for ``steps``
+    and 4 × ``steps`` (Adam, ``finetune_lr``: the best single rate over K ∈ {1, 5} on the validation
+    split). Every method draws the same sampling and scoring noise (common random numbers), so paired
+    differences are not blurred by the draws.
+
+    Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
+    "samples": [T, n_samples, 1, 28, 28]}}}``, T = n_episodes · n_way class-tasks in the same order for
+    every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
+    """
+    episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
+    tasks = n_episodes * n_way
+    supports = episode.support.view(tasks, max(k_shots), *IMAGE_SHAPE)
+    query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
+    query_feats = features(classifier, query)                                                 # [T, Q, D]
+    steps = cfg.inner_steps if steps is None else steps
+    results: dict[int, dict[str, dict]] = {}
+    for k in k_shots:
+        support = supports[:, :k]
+        def rng(use: int) -> torch.Generator:   # 0: adaptation, 1: sampling, 2: scoring — fresh per method
+            return torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
+        methods = {
+            "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps)),
+            "meta-learned, before adaptation": (meta_params, {}),
+            "joint VAE, N(0, I) prior": (joint, {}),
+            "joint VAE, support-fitted Gaussian": (joint, support_gaussian(model, joint, support, spread)),
+            **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, finetune_lr, rng(0)))
+               for n in (steps, 4 * steps)},
+        }
+        results[k] = {}
+        for name, (params, task_params) in methods.items():
+            nelbo, nll = query_scores(model, params, task_params, query[:, :nll_images], is_samples, rng(2))
+            generated = sample(model, params, task_params, n_samples, rng(1), tasks=tasks)
+            results[k][name] = {**_quality(generated, query_feats, classifier, n_way),
+                                "nelbo": nelbo.mean(1).numpy(), "nll": nll.mean(1).numpy()}
+        nothing = torch.full((tasks,), math.nan).numpy()
+        results[k]["real support"] = {**_quality(support, query_feats, classifier, n_way), "nelbo": nothing,
+                                      "nll": nothing}
+    return results
+
+
+def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int) -> dict:
+    """Fidelity, diversity (per task) and the pooled Fréchet distance of ``generated`` ``[T, G, 1, 28, 28]``."""
+    feats = features(classifier, generated)                                                    # [T, G, D]
+    episodes = feats.view(-1, n_way, *feats.shape[1:]), query_feats.view(-1, n_way, *query_feats.shape[1:])
+    return {"fidelity": fidelity_from_features(*episodes).flatten().numpy(), "diversity": diversity(generated).numpy(),
+            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated}

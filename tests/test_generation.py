@@ -1,0 +1,265 @@
+"""Tests of metagen_utils.generation: the likelihood bounds against exact quadrature, the prior map, the
+inner loop on the context, vmap against loop, the baselines, and seeded determinism."""
+import math
+
+import pytest
+import torch
+
+from metagen_utils import generation as gen
+from metagen_utils.classifier import GlyphClassifier
+from metagen_utils.errors import ConfigError, DataError
+from metagen_utils.meta import MetaConfig, init_meta_params, inner_loop, meta_gradient, params_of
+from metagen_utils.models import LinearMetaNet
+from metagen_utils.tasks import EpisodeSampler
+
+F64 = torch.float64
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one thread: on a shared 2-core machine two threads spin-wait for each other and a test
+    takes ten times as long; one thread is steadier (and the results are the same)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+def vae(latent_dim: int = 4, context_dim: int = 4, width: int = 4, seed: int = 0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    model = gen.ConditionalVAE(latent_dim, context_dim, width).to(dtype)
+    with torch.no_grad():   # a non-trivial context map and FiLM, as after meta-training
+        model.decoder.film.weight.normal_(0, 0.1)
+        model.prior.weight.add_(torch.randn_like(model.prior.weight) * 0.1)
+    return model
+
+
+def glyphs(glyph_set, tasks: int, k_shot: int, n_query: int = 2, dtype=torch.float32, seed: int = 0):
+    episode = EpisodeSampler(glyph_set.split("background"), k_shot, n_query, seed=seed).sample(tasks)
+    return episode.support.to(dtype), episode.query.to(dtype)
+
+
+def test_bernoulli_nll_of_known_cases():
+    images = (torch.rand(2, 1, 28, 28) > 0.5).float()
+    torch.testing.assert_close(gen.bernoulli_nll(torch.zeros(2, 1, 28, 28), images),
+                               torch.full((2,), 784 * math.log(2)))
+    # One inked pixel predicted with p = σ(2): −log σ(2) = log(1 + e⁻²); blank pixels at p = σ(−30) ≈ 0.
+    logits, image = torch.full((1, 28, 28), -30.0), torch.zeros(1, 28, 28)
+    logits[0, 3, 4], image[0, 3, 4] = 2.0, 1.0
+    expected = math.log1p(math.exp(-2.0)) + 783 * math.log1p(math.exp(-30.0))
+    assert gen.bernoulli_nll(logits, image).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_prior_map_is_literally_w_c_plus_b_and_standard_normal_at_zero_context():
+    model = vae(latent_dim=3, context_dim=5)
+    assert isinstance(model.prior, LinearMetaNet)
+    mean, logvar = model.prior_params()
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(logvar, torch.zeros(3))
+    with torch.no_grad():
+        model.context.copy_(torch.randn(5))
+        model.prior.bias.copy_(torch.randn(6))
+    mean, logvar = model.prior_params()
+    expected = model.prior.weight @ model.context + model.prior.bias
+    torch.testing.assert_close(torch.cat([mean, logvar]), expected)
+
+
+def test_nelbo_is_the_reconstruction_term_plus_the_analytic_kl(glyph_set):
+    model = vae(dtype=F64)
+    with torch.no_grad():
+        model.context.copy_(torch.randn(4, dtype=F64))
+    images = glyphs(glyph_set, 1, 3, dtype=F64)[0][0]
+    noise = torch.randn(3, 2, 4, dtype=F64)
+    mu, logvar = model(images, "posterior").chunk(2, dim=-1)
+    prior_mean, prior_logvar = model.prior_params()
+    z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
+    logits = model.decoder(z.flatten(0, 1), model.context).view(3, 2, 1, 28, 28)
+    reconstruction = gen.bernoulli_nll(logits, images[:, None]).mean(1)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(prior_mean, (0.5 * prior_logvar).exp())
+    kl = torch.distributions.kl_divergence(q, p).sum(-1)
+    torch.testing.assert_close(model(gen.pack(images, noise)), reconstruction + kl)
+
+
+def log_joint_on_a_grid(model, image):
+    """log p(x, z | c) on a fine grid of a one-dimensional z: (grid ``[G]``, values ``[G]``)."""
+    prior_mean, prior_logvar = model.prior_params()
+    std = (0.5 * prior_logvar).exp()
+    z = torch.linspace(-10, 10, 4001, dtype=F64)[:, None] * std + prior_mean
+    log_joint = (-gen.bernoulli_nll(model.decoder(z, model.context), image)
+                 + torch.distributions.Normal(prior_mean, std).log_prob(z).squeeze(-1))
+    return z.squeeze(-1), log_joint
+
+
+@pytest.mark.slow
+def test_elbo_and_importance_sampled_nll_bound_the_exact_likelihood_of_a_one_dimensional_latent(glyph_set):
+    model = vae(latent_dim=1, context_dim=1, width=4, dtype=F64)
+    images = glyphs(glyph_set, 1, 3, dtype=F64)[0][0]                                # [3, 1, 28, 28]
+    with torch.no_grad():
+        model.decoder.fc.weight.mul_(4)            # p(x | z) depends strongly on z: a narrow posterior
+        for image in images:
+            z, log_joint = log_joint_on_a_grid(model, image)
+            step = (z[1] - z[0]).item()
+            exact = -(torch.logsumexp(log_joint, 0) + math.log(step))                # trapezoid rule
+            weights = (log_joint - torch.logsumexp(log_joint, 0)).exp()
+            post_mean = (weights * z).sum()
+            post_var = (weights * (z - post_mean) ** 2).sum()
+            # q(z | x) = the exact posterior's mean with twice its standard deviation: a loose ELBO (KL of
+            # about 0.8 nats), and a proposal whose tails cover the posterior, so IS converges fast.
+            model.encoder.fc.weight.zero_()
+            model.encoder.fc.bias.copy_(torch.stack([post_mean, (4 * post_var).log()]))
+            noise = torch.randn(1, 4000, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+            analytic = model(gen.pack(image[None], noise))               # −ELBO with the analytic KL
+            mc_elbo, tight = gen.query_scores(model, params_of(model), {}, image[None, None], 2000,
+                                              torch.Generator().manual_seed(1))
+            assert analytic.item() > exact.item() + 0.5, "the ELBO must be a strictly looser bound here"
+            assert mc_elbo.item() == pytest.approx(analytic.item(), abs=0.1)            # E[IS, S=1] = ELBO
+            assert tight.item() == pytest.approx(exact.item(), abs=0.02)                 # IS, S=2000 → log p(x)
+
+
+def test_importance_sampling_with_one_sample_is_the_single_sample_elbo_estimate(glyph_set):
+    model = vae()
+    query = glyphs(glyph_set, 2, 3)[1]
+    first = gen.query_scores(model, params_of(model), {}, query, 1, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(first[0], first[1])
+    noise = torch.randn(*query.shape[:2], 1, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        log_w = gen.per_task(model, params_of(model), {}, gen.pack(query, noise), "log_weights")
+    torch.testing.assert_close(first[1], -log_w[..., 0])
+
+
+def adapt_config(**changes) -> MetaConfig:
+    settings = dict(algorithm="metasgd", inner_steps=3, inner_lr=0.5, adapt=("context",))
+    return MetaConfig(**{**settings, **changes})
+
+
+def test_adapting_the_context_lowers_the_support_loss_and_moves_the_prior_towards_the_support(glyph_set):
+    model, cfg = vae(), adapt_config()
+    with torch.no_grad():     # posterior means around 2, away from the prior N(0, I) the context starts at
+        model.encoder.fc.bias[:4] += 2.0
+    support = glyphs(glyph_set, 4, 5)[0]
+    params = init_meta_params(model, cfg)
+    adapted = gen.adapt(model, params, support, cfg, torch.Generator().manual_seed(0))
+    assert adapted.keys() == {"context"} and adapted["context"].shape == (4, 4)
+    noise = torch.randn(4, 5, 1, 4, generator=torch.Generator().manual_seed(0))   # the noise adapt drew
+    with torch.no_grad():
+        before = gen.per_task(model, params, {}, gen.pack(support, noise), "nelbo").mean(1)
+        after = gen.per_task(model, params, adapted, gen.pack(support, noise), "nelbo").mean(1)
+        target = model(support.flatten(0, 1), "posterior")[:, :4].view(4, 5, 4).mean(1)
+        prior_mean = model.prior.weight[:4] @ adapted["context"].T + model.prior.bias[:4, None]
+    assert torch.all(after < before - 1.0), (before, after)
+    assert torch.all((prior_mean.T - target).norm(dim=1) < 0.5 * target.norm(dim=1))
+
+
+def test_vectorised_adaptation_matches_the_meta_inner_loop_task_by_task(glyph_set):
+    model = vae(dtype=F64)
+    cfg = adapt_config(inner_steps=2, per_step_lr=True, adapt=("context", "decoder.out"))
+    params = init_meta_params(model, cfg)
+    with torch.no_grad():
+        params["inner_lr.decoder.out.weight"].fill_(1e-3)
+        params["inner_lr.decoder.out.bias"].fill_(1e-3)
+    support = glyphs(glyph_set, 3, 2, dtype=F64)[0]
+    adapted = gen.adapt(model, params, support, cfg, torch.Generator().manual_seed(2))
+    noise = torch.randn(3, 2, 1, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float32).to(F64)
+    x = gen.pack(support, noise)
+    names = ("context", "decoder.out.weight", "decoder.out.bias")
+    for task in range(3):
+        reference = inner_loop(model, {n: t for n, t in params.items() if not n.startswith("inner_lr.")},
+                               x[task], support[task], gen.mean_loss, steps=2, create_graph=False,
+                               lr=gen.inner_rates(params, cfg, names), adapt=cfg.adapt)
+        for name in names:
+            torch.testing.assert_close(adapted[name][task], reference[name].detach(), msg=name)
+
+
+@pytest.mark.parametrize("adapt", [("context",), ("context", "decoder.out")])
+def test_vmapped_and_looped_meta_gradients_agree_for_the_conditional_vae(glyph_set, adapt):
+    model = vae(dtype=F64)
+    cfg = adapt_config(inner_steps=2, inner_lr=1e-3 if len(adapt) > 1 else 0.5, adapt=adapt)
+    params = init_meta_params(model, cfg)
+    support, query = glyphs(glyph_set, 3, 2, n_query=3, dtype=F64)
+    batch = gen.task_batch(support, query, 4, torch.Generator().manual_seed(0))
+    batch = type(batch)(*(t.to(F64) for t in batch))
+    loss_v, grads_v = meta_gradient(model, params, batch, cfg, gen.mean_loss, vectorised=True)
+    loss_l, grads_l = meta_gradient(model, params, batch, cfg, gen.mean_loss, vectorised=False)
+    torch.testing.assert_close(loss_v, loss_l, rtol=1e-12, atol=0)
+    for name in params:
+        torch.testing.assert_close(grads_v[name], grads_l[name], rtol=1e-9, atol=1e-11, msg=name)
+        assert grads_v[name].abs().sum() > 0, f"{name} gets no meta-gradient"
+
+
+def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(glyph_set):
+    model = vae()
+    support = glyphs(glyph_set, 2, 3)[0]
+    within, posterior_var = torch.full((4,), 0.5), torch.full((4,), 0.1)
+    prior = gen.support_gaussian(model, params_of(model), support, (within, posterior_var))["prior.bias"]
+    mu = model(support.flatten(0, 1), "posterior")[:, :4].view(2, 3, 4).mean(1)
+    torch.testing.assert_close(prior[:, :4], mu.detach())
+    torch.testing.assert_close(prior[:, 4:], torch.full((2, 4), math.log(0.5 * (1 + 1 / 3) + 0.1)))
+
+
+def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set):
+    model = vae()
+    support = glyphs(glyph_set, 2, 3)[0]
+    joint = params_of(model)
+    tuned = gen.finetune(model, joint, support, steps=8, lr=1e-3, generator=torch.Generator().manual_seed(0))
+    assert not any(n.startswith(("prior", "context", "decoder.film")) for n in tuned)
+    x = gen.pack(support, torch.zeros(2, 3, 1, 4))        # z at the posterior mean: the deterministic part
+    with torch.no_grad():
+        before = gen.per_task(model, joint, {}, x, "nelbo").mean(1)
+        after = gen.per_task(model, joint, tuned, x, "nelbo").mean(1)
+    assert torch.all(after < before)
+
+
+def test_the_same_seed_gives_the_same_training_and_samples(glyph_set):
+    images = glyph_set.split("background").select_classes(list(range(20)))
+    cfg = adapt_config(inner_steps=1)
+    runs = []
+    for _ in range(2):
+        model = vae()
+        joint = gen.train_joint(model, images, steps=3, batch_size=8, seed=5)
+        meta, losses = gen.meta_train(model, cfg, images, steps=2, meta_batch_size=2, n_query=2, seed=5)
+        support = torch.from_numpy(images.images[:6]).view(2, 3, 1, 28, 28)
+        samples, _ = gen.adapt_and_sample(model, meta, support, cfg, 4, torch.Generator().manual_seed(5))
+        runs.append((joint, meta, losses, samples))
+    (joint_a, meta_a, losses_a, samples_a), (joint_b, meta_b, losses_b, samples_b) = runs
+    assert losses_a == losses_b
+    for name in meta_a:
+        assert torch.equal(joint_a[name], joint_b[name]) if name in joint_a else True
+        assert torch.equal(meta_a[name], meta_b[name]), name
+    assert torch.equal(samples_a, samples_b) and samples_a.shape == (2, 4, 1, 28, 28)
+    assert not torch.equal(joint_a["encoder.fc.weight"], meta_a["encoder.fc.weight"])
+
+
+def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
+    model = vae()
+    joint = params_of(model)
+    cfg = adapt_config(inner_steps=1)
+    meta = init_meta_params(model, cfg)
+    spread = (torch.ones(4), torch.full((4,), 0.1))
+    classifier = GlyphClassifier(num_classes=3).eval()
+    results = gen.evaluate(model, meta, joint, cfg, classifier, glyph_set.split("evaluation"), spread,
+                           k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, nll_images=1,
+                           is_samples=2)
+    assert sorted(results) == [1, 2]
+    methods = results[1]
+    assert len(methods) == 7 and "real support" in methods
+    for name, scores in methods.items():
+        for key in ("nelbo", "nll", "fidelity", "diversity"):
+            assert scores[key].shape == (6,), (name, key)
+        assert math.isfinite(scores["frechet"])
+        finite = name != "real support"
+        assert bool(torch.isfinite(torch.from_numpy(scores["nll"])).all()) == finite, name
+    assert torch.all(torch.from_numpy(methods["meta-learned, adapted"]["nll"] <= methods["meta-learned, adapted"]["nelbo"] + 1e-3))
+
+
+def test_bad_inputs_are_rejected_with_messages_that_name_them():
+    model = vae()
+    with pytest.raises(ConfigError, match="mode='sample'; expected one of"):
+        model(torch.zeros(1, 788), "sample")
+    with pytest.raises(DataError, match=r"found \(2, 1, 28, 28\) and \(3, 1, 4\)"):
+        gen.pack(torch.zeros(2, 1, 28, 28), torch.zeros(3, 1, 4))
+    with pytest.raises(DataError, match="found width 790, expected 784 \\+ S × 4"):
+        gen.unpack(torch.zeros(2, 790), 4)
+    with pytest.raises(ConfigError, match="latent_dim=0"):
+        gen.ConditionalVAE(latent_dim=0)
+    with pytest.raises(ConfigError, match="pass tasks="):
+        gen.sample(model, params_of(model), {}, 2, torch.Generator())
