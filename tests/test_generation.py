@@ -15,15 +15,15 @@ from metagen_utils.tasks import EpisodeSampler
 F64 = torch.float64
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Run on one thread: on a shared 2-core machine two threads spin-wait for each other and a test
-    takes ten times as long; one thread is steadier (and the results are the same)."""
+    takes ten times as long; one thread is steadier, and no test here depends on the thread count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 def vae(latent_dim: int = 4, context_dim: int = 4, width: int = 4, seed: int = 0, dtype=torch.float32):
     torch.manual_seed(seed)
@@ -109,11 +109,11 @@ def test_elbo_and_importance_sampled_nll_bound_the_exact_likelihood_of_a_one_dim
             model.encoder.fc.bias.copy_(torch.stack([post_mean, (4 * post_var).log()]))
             noise = torch.randn(1, 4000, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
             analytic = model(gen.pack(image[None], noise))               # −ELBO with the analytic KL
-            mc_elbo, tight = gen.query_scores(model, params_of(model), {}, image[None, None], 2000,
+            mc_elbo, tight = gen.query_scores(model, params_of(model), {}, image[None, None], 4000,
                                               torch.Generator().manual_seed(1))
             assert analytic.item() > exact.item() + 0.5, "the ELBO must be a strictly looser bound here"
             assert mc_elbo.item() == pytest.approx(analytic.item(), abs=0.1)            # E[IS, S=1] = ELBO
-            assert tight.item() == pytest.approx(exact.item(), abs=0.02)                 # IS, S=2000 → log p(x)
+            assert tight.item() == pytest.approx(exact.item(), abs=0.05)                 # IS, S=4000 → log p(x)
 
 
 def test_importance_sampling_with_one_sample_is_the_single_sample_elbo_estimate(glyph_set):
@@ -196,6 +196,18 @@ def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(
     torch.testing.assert_close(prior[:, 4:], torch.full((2, 4), math.log(0.5 * (1 + 1 / 3) + 0.1)))
 
 
+def test_latent_spread_pools_the_within_class_variance_of_the_posterior_means(glyph_set):
+    model = vae()
+    images = glyph_set.split("background").select_classes([3, 10, 40])
+    within, posterior_var = gen.latent_spread(model, params_of(model), images, classes=3)
+    with torch.no_grad():
+        stats = model(torch.from_numpy(images.images), "posterior")
+    mu, labels = stats[:, :4], torch.from_numpy(images.labels)
+    squares = sum(((mu[labels == c] - mu[labels == c].mean(0)) ** 2).sum(0) for c in range(3))
+    torch.testing.assert_close(within, squares / (len(mu) - 3))
+    torch.testing.assert_close(posterior_var, stats[:, 4:].exp().mean(0))
+
+
 def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set):
     model = vae()
     support = glyphs(glyph_set, 2, 3)[0]
@@ -248,7 +260,8 @@ def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
         assert math.isfinite(scores["frechet"])
         finite = name != "real support"
         assert bool(torch.isfinite(torch.from_numpy(scores["nll"])).all()) == finite, name
-    assert torch.all(torch.from_numpy(methods["meta-learned, adapted"]["nll"] <= methods["meta-learned, adapted"]["nelbo"] + 1e-3))
+    adapted = methods["meta-learned, adapted"]
+    assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
 
 
 def test_bad_inputs_are_rejected_with_messages_that_name_them():
