@@ -20,9 +20,15 @@ Paths, first order (FOMAML) and second order (MAML):
 
 In the same run, before timing: every path's meta-gradient on one task batch in float64, against the
 per-task loop (max relative error), a float64 central finite difference of the second-order meta-loss
-along a random direction, and the float32 meta-gradients of the timed configuration. Then warm-up and
-``--repeats`` meta-steps of each path (forward + backward + Adam), interleaved round-robin so that load
-from other processes hits every path alike, and a short ``torch.profiler`` profile of the default path.
+along a direction half random, half the gradient's, and the float32 meta-gradients of the timed
+configuration; the run stops if they disagree. Then warm-up and ``--repeats`` meta-steps of each path
+(forward + backward + Adam), interleaved round-robin so that load from other processes hits every path
+alike; a short ``torch.profiler`` profile of the default path; and the ConvTranspose2d kernels as vmap
+runs them (one grouped convolution) against one convolution per task.
+
+``--quick`` (≤ 30 s on an idle machine): the float64 check on 4 tasks × 2 inner steps, no float32 check,
+3 repeats. Timings on 2 threads need an idle machine: with other processes on the cores, every OpenMP
+barrier can wait a scheduler tick for a descheduled thread, and steps slow down by 10× or more.
 """
 from __future__ import annotations
 
@@ -457,6 +463,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     f32 = check_agreement(setup, torch.float32, fd=False) if not args.quick else None
     if f32 is not None:
         print(f"  float32, the timed configuration: max relative error {max(f32.errors.values()):.1e}")
+    print(f"  ({time.perf_counter() - started:.0f} s so far)")
     worst = max(agreement.errors.values())
     worst32 = max(f32.errors.values()) if f32 is not None else 0.0
     if worst > 1e-9 or worst32 > 1e-4 or not agreement.fd_error < 1e-6:
@@ -472,7 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         met = "met" if by_median >= goal else "NOT met"
         print(f"goal {order} order: kit vmap ≥ {goal:.0f}× the per-task loop — {by_median:.2f}× by medians, "
               f"{met} ({by_min:.2f}× by minima)")
-    print(f"load average after timing {load_average()}")
+    print(f"load average after timing {load_average()} ({time.perf_counter() - started:.0f} s so far)")
 
     if not args.no_profile:
         profile_default(setup, steps=1 if args.quick else 3)

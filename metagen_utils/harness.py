@@ -23,7 +23,7 @@ import nbformat
 from .config import PROFILES, check_choice
 from .errors import ConfigError, NotebookError
 from .files import write_atomic, write_json
-from .results import REPO, summarise, update_committed, update_readme
+from .results import REPO, committed_seconds, summarise, update_committed, update_readme
 
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"  # the kernel of the interpreter running the harness, i.e. the kit's environment
@@ -114,9 +114,17 @@ def execute(path: Path, output: Path, parameters: dict | None = None, timeout: i
     return time.perf_counter() - start
 
 
-def check_really_ran(executed: Path, metrics: Path, started: float) -> None:
-    """Refuse a run that did not happen as it claims: every code cell executed, and a metrics file
-    written by this run (not left over from an earlier one)."""
+# A run at default parameters on a CPU that takes under this fraction of the committed run's wall time
+# did not do the work the committed one did (cells emptied, training skipped, results reused). Machines
+# differ by 2-3x, not 4x, for these single-threaded notebooks.
+SUSPICIOUS_FRACTION = 0.25
+
+
+def check_really_ran(executed: Path, metrics: Path, started: float, seconds: float | None = None,
+                     expected_seconds: float | None = None) -> None:
+    """Refuse a run that did not happen as it claims: every code cell executed, a metrics file written
+    by this run (not left over from an earlier one), and, when the committed run's wall time is known
+    for these parameters, not suspiciously faster than it."""
     nb = nbformat.read(str(executed), as_version=4)
     skipped = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()
                and c.get("execution_count") is None]
@@ -125,15 +133,47 @@ def check_really_ran(executed: Path, metrics: Path, started: float) -> None:
     if not metrics.is_file() or metrics.stat().st_mtime < started:
         raise NotebookError(f"{executed.name} finished without writing its metrics file {metrics.name} in "
                             "this run; every notebook ends with results.record_metrics(...)")
+    if seconds is not None and expected_seconds and seconds < SUSPICIOUS_FRACTION * expected_seconds:
+        raise NotebookError(f"{executed.name} finished in {seconds:.1f} s; its committed run at these "
+                            f"parameters took {expected_seconds:.1f} s, and a real run is never under "
+                            f"{SUSPICIOUS_FRACTION:.0%} of that. Were cells emptied or training skipped?")
+
+
+def timing_reference(parameters: dict) -> tuple[dict[str, float], str]:
+    """The committed wall times to hold a run to, and why there are none when they do not apply:
+    they were measured at default parameters on a CPU, so any other scale or an accelerator is exempt."""
+    scale = sorted(set(parameters) - {"SEED", "DEVICE"})
+    if parameters.get("PROFILE", "cpu") == "cpu":
+        scale = [name for name in scale if name != "PROFILE"]
+    if scale:
+        return {}, f"parameters {', '.join(scale)} change the amount of work"
+    device = parameters.get("DEVICE", "auto")
+    if device not in ("auto", "cpu"):
+        return {}, f"DEVICE={device!r} is not the CPU"
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available() or torch.backends.mps.is_available():
+            return {}, "an accelerator is in use"
+    return committed_seconds(), ""
 
 
 def run(out: Path, parameters: dict | None = None, only: list[str] | None = None,
-        folder: Path = NOTEBOOKS) -> dict:
-    """The main job: execute the series in order, then gather metrics into ``<out>/summary.*``."""
+        folder: Path = NOTEBOOKS, expected_seconds: dict[str, float] | None = None) -> dict:
+    """The main job: execute the series in order, then gather metrics into ``<out>/summary.*``.
+
+    ``expected_seconds`` (notebook stem → committed wall time) arms the speed check of
+    :func:`check_really_ran`; by default it is the committed timings when they apply (see
+    :func:`timing_reference`).
+    """
     parameters = parameters or {}
     paths = notebook_paths(folder, only)
     for path in paths:  # check every notebook's parameters before spending minutes on the first
         check_parameters(path, {k: v for k, v in parameters.items()})
+    if expected_seconds is None:
+        expected_seconds, why_not = timing_reference(parameters) if folder == NOTEBOOKS else ({}, "")
+        if why_not:
+            print(f"(the too-fast check is off: {why_not})", flush=True)
     out = Path(out).resolve()
     timings = {}
     with environment(METAGEN_RESULTS=str(out), MPLBACKEND="module://matplotlib_inline.backend_inline"):
@@ -141,7 +181,8 @@ def run(out: Path, parameters: dict | None = None, only: list[str] | None = None
             print(f"running {path.name} …", flush=True)
             started = time.time()
             seconds = execute(path, out / "notebooks" / path.name, parameters)
-            check_really_ran(out / "notebooks" / path.name, out / "metrics" / f"{path.stem}.json", started)
+            check_really_ran(out / "notebooks" / path.name, out / "metrics" / f"{path.stem}.json", started,
+                             seconds, expected_seconds.get(path.stem))
             timings[path.stem] = round(seconds, 1)
             print(f"  done in {seconds:.1f} s", flush=True)
     write_json(out / "timings.json", timings)
@@ -176,7 +217,7 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
             seconds = execute(path, executed)
             nb = strip_run_metadata(nbformat.read(executed, as_version=4))
             write_atomic(path, lambda tmp: nbformat.write(nb, str(tmp)))
-            update_committed(path, scratch / "results")
+            update_committed(path, scratch / "results", seconds)
             print(f"  {seconds:.1f} s", flush=True)
     update_readme()
 

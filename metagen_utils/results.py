@@ -85,15 +85,58 @@ def library_sources() -> list[Path]:
         return sorted((REPO / "metagen_utils").glob("*.py"))
 
 
+def imported_modules(source: str, package: str = "metagen_utils") -> set[str]:
+    """Names of the kit's modules that Python source imports, anywhere in it (lazy imports included):
+    ``from metagen_utils import a, b``, ``import metagen_utils.c``, ``from metagen_utils.d import x``,
+    and inside the package ``from .e import y`` / ``from . import f``."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith(package + ".")}
+        elif isinstance(node, ast.ImportFrom):
+            inside = node.level == 1 or node.module == package or (node.module or "").startswith(package + ".")
+            if not inside or node.level > 1:
+                continue
+            module = node.module or ""
+            module = module[len(package) + 1:] if module.startswith(package) else module
+            if module:
+                names.add(module.split(".")[0])
+            else:  # from . import a, b  /  from metagen_utils import a, b
+                names |= {a.name for a in node.names}
+    return names
+
+
+def notebook_sources(notebook: Path) -> list[Path]:
+    """The library files a notebook's numbers depend on: the modules its code cells import, and what
+    those import in turn (the package's ``__init__`` always runs)."""
+    import nbformat
+
+    available = {p.stem: p for p in library_sources()}
+    nb = nbformat.read(str(notebook), as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # Notebook cells may hold IPython magics that are not Python; those lines never import the kit.
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    todo, seen = imported_modules(code) | {"__init__"}, set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in available:
+            continue
+        seen.add(name)
+        todo |= imported_modules(available[name].read_text())
+    return sorted(available[name] for name in seen)
+
+
 def code_fingerprint(notebook: Path) -> str:
-    """sha256 over the library's source and the notebook's code cells: what the notebook's numbers
-    depend on. Results recorded under another fingerprint are older than the code."""
+    """sha256 over the notebook's code cells and the library modules they depend on: what the
+    notebook's numbers depend on. Results recorded under another fingerprint are older than the code."""
     import hashlib
 
     import nbformat
 
     digest = hashlib.sha256()
-    for path in library_sources():
+    for path in notebook_sources(notebook):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     nb = nbformat.read(str(notebook), as_version=4)
     for cell in nb.cells:
@@ -102,16 +145,24 @@ def code_fingerprint(notebook: Path) -> str:
     return digest.hexdigest()
 
 
-def update_committed(notebook: Path, run_dir: Path) -> None:
-    """Record a regenerated notebook's metrics (and the code fingerprint) in ``notebooks/metrics.json``."""
+def update_committed(notebook: Path, run_dir: Path, seconds: float) -> None:
+    """Record a regenerated notebook's metrics, wall time and code fingerprint in ``notebooks/metrics.json``."""
     path = run_dir / "metrics" / f"{notebook.stem}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{notebook.name} wrote no metrics file ({path}); every notebook must call "
                                 "results.record_metrics")
     committed = json.loads(COMMITTED.read_text()) if COMMITTED.is_file() else {}
     committed[notebook.stem] = {"metrics": json.loads(path.read_text())["metrics"],
-                                "code_sha256": code_fingerprint(notebook)}
+                                "code_sha256": code_fingerprint(notebook), "seconds": round(seconds, 1)}
     write_json(COMMITTED, committed)
+
+
+def committed_seconds() -> dict[str, float]:
+    """Each notebook's wall time when its committed outputs were made (default parameters, CPU)."""
+    if not COMMITTED.is_file():
+        return {}
+    return {name: entry["seconds"] for name, entry in json.loads(COMMITTED.read_text()).items()
+            if "seconds" in entry}
 
 
 def readme_table(committed: dict) -> str:

@@ -20,6 +20,8 @@ def pytest_collection_modifyitems(items):
         if item.fspath.ext == ".ipynb":
             item.add_marker(pytest.mark.notebooks)
             item.add_marker(pytest.mark.slow)
+    # Checks of what the notebooks wrote go last, after nbval has executed them.
+    items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)
 
 
 @pytest.fixture(scope="session")

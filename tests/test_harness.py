@@ -104,3 +104,26 @@ def test_a_notebook_that_records_no_metrics_does_not_count_as_run(tmp_path):
     folder = single_notebook_series(tmp_path, "01_lazy.ipynb", "print('did nothing')")
     with pytest.raises(NotebookError, match=r"01_lazy.ipynb finished without writing its metrics file"):
         harness.run(tmp_path / "out", folder=folder)
+
+
+@pytest.mark.slow
+def test_a_notebook_far_faster_than_its_committed_run_does_not_count_as_run(series, tmp_path):
+    with pytest.raises(NotebookError, match=r"01_first.ipynb finished in .* its committed run at these "
+                                            r"parameters took 1000.0 s"):
+        harness.run(tmp_path / "out", folder=series, expected_seconds={"01_first": 1000.0})
+    assert harness.run(tmp_path / "out2", folder=series, expected_seconds={"01_first": 0.5})
+
+
+def test_committed_timings_apply_only_at_default_scale_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(harness, "committed_seconds", lambda: {"01_x": 20.0})
+    assert harness.timing_reference({}) == ({"01_x": 20.0}, "")
+    assert harness.timing_reference({"SEED": 3, "PROFILE": "cpu", "DEVICE": "cpu"})[0] == {"01_x": 20.0}
+    assert harness.timing_reference({"PROFILE": "full"}) == ({}, "parameters PROFILE change the amount of work")
+    assert harness.timing_reference({"NUM_TASKS": 10})[1] == "parameters NUM_TASKS change the amount of work"
+    assert harness.timing_reference({"DEVICE": "cuda"})[1] == "DEVICE='cuda' is not the CPU"
+
+
+def test_every_committed_notebook_has_a_wall_time_for_the_too_fast_check():
+    seconds = harness.committed_seconds()
+    assert {p.stem for p in harness.notebook_paths()} <= set(seconds)
+    assert all(s > 5 for s in seconds.values())

@@ -1,6 +1,8 @@
 """Committed numbers: README's table is the committed metrics, and the metrics are not older than the code."""
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,50 @@ def test_summary_gathers_every_notebook(tmp_path, monkeypatch):
     results.record_metrics("02_b", {"psnr": 17.25})
     assert results.summarise(tmp_path) == {"01_a": {"n": 3}, "02_b": {"psnr": 17.25}}
     assert "| 02_b | psnr | 17.25 |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.after_notebooks
+def test_this_runs_results_files_are_identical_to_the_committed_run(request):
+    """Determinism, one seed, CPU: the results files the notebooks wrote when nbval executed them in this
+    test run equal, number for number, those of the run that made the committed outputs (papermill,
+    ``make notebooks``) — two runs, on different days, possibly on different machines of the same kind."""
+    executed = sorted({Path(str(item.fspath)).stem for item in request.session.items
+                       if item.fspath.ext == ".ipynb"})
+    if not executed:
+        pytest.skip("no notebook was executed in this test run (the README's test command executes all)")
+    written = Path(os.environ["METAGEN_RESULTS"]) / "metrics"
+    for stem in executed:
+        path = written / f"{stem}.json"
+        assert path.is_file(), f"{stem} executed in this run but wrote no {path}; did it fail?"
+        this_run = json.loads(path.read_text())["metrics"]
+        committed_run = committed()[stem]["metrics"]
+        differ = {k: (committed_run.get(k), this_run.get(k)) for k in committed_run.keys() | this_run.keys()
+                  if committed_run.get(k) != this_run.get(k)}
+        assert not differ, f"{stem}: results differ from the committed run (committed, this run): {differ}"
+
+
+def test_fingerprint_covers_the_modules_a_notebook_imports_and_theirs():
+    assert results.imported_modules("from metagen_utils import a, b as c\nimport metagen_utils.d\n"
+                                    "from metagen_utils.e import f\ndef g():\n    from .h import i\n"
+                                    "    from . import j\nimport numpy") == {"a", "b", "d", "e", "h", "j"}
+    names = {p.stem: [s.stem for s in results.notebook_sources(p)] for p in harness.notebook_paths()}
+    assert "generation" in names["04_meta_generation"] and "errors" in names["04_meta_generation"]
+    assert "curvature" in names["03_gradient_meta_optimizer"]
+    assert not {"harness", "site", "cli", "generation", "curvature"} & set(names["01_preprocessing"])
+
+
+def test_changing_an_imported_module_changes_the_fingerprint(tmp_path, monkeypatch):
+    package = tmp_path / "metagen_utils"
+    package.mkdir()
+    for name, text in {"__init__": "", "a": "from .b import x\n", "b": "x = 1\n", "c": "y = 2\n"}.items():
+        (package / f"{name}.py").write_text(text)
+    monkeypatch.setattr(results, "library_sources", lambda: sorted(package.glob("*.py")))
+    nb = tmp_path / "01_n.ipynb"
+    import nbformat
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("from metagen_utils import a")]),
+                   str(nb))
+    before = results.code_fingerprint(nb)
+    (package / "c.py").write_text("y = 3\n")  # not imported: same numbers, same fingerprint
+    assert results.code_fingerprint(nb) == before
+    (package / "b.py").write_text("x = 2\n")  # imported by a, which the notebook imports
+    assert results.code_fingerprint(nb) != before
