@@ -51,9 +51,10 @@ exercises: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-## Benchmarks: data set build time and episode sampling speed.
+## Benchmarks: data set build time and episode sampling speed; one MAML meta-step, kit paths against a per-task loop.
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_data
+	$(PY) -m benchmarks.bench_meta
 
 ## Re-resolve the pinned versions from requirements.in (needs the package index).
 lock:

@@ -293,6 +293,26 @@ def ridge_prior(features: Tensor, theta_prior: Tensor, ridge: float) -> Gaussian
     return GaussianPrior(design @ theta_prior.to(design.device, design.dtype), design @ design.T, ridge)
 
 
+def feature_space_prior(features: Tensor, images: ImageSet, max_images: int = 6000, ridge: float = 1e-4,
+                        seed: int = 0) -> GaussianPrior:
+    """The Gaussian model of images restricted to what the linear network can draw.
+
+    θ is fitted to each of (up to) ``max_images`` images; with their mean μ_θ and covariance Σ_θ and the
+    mean squared fitting residual s², pixels ~ N(X̃μ_θ, X̃Σ_θX̃ᵀ + s²I). Its conditional mean is the best
+    completion linear in the observed pixels that this feature set can express, a bound for any update
+    rule of the network, where :func:`fit_gaussian`'s is the bound for any linear completion at all.
+    """
+    pixels = torch.as_tensor(images.images.reshape(len(images.images), -1), dtype=features.dtype)
+    pick = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:max_images]
+    design = with_bias(features)
+    gram = design.T @ design + ridge * torch.eye(design.shape[1], dtype=design.dtype, device=design.device)
+    thetas = torch.cholesky_solve(design.T @ pixels[pick].T.to(design.device), torch.linalg.cholesky(gram)).T
+    residual = ((thetas @ design.T - pixels[pick].to(design.device)) ** 2).mean().item()
+    cov = design @ torch.cov(thetas.T) @ design.T
+    return GaussianPrior(design @ thetas.mean(0), cov + residual * torch.eye(len(cov), dtype=cov.dtype,
+                                                                            device=cov.device))
+
+
 def conditional_mean(prior: GaussianPrior, tasks: CompletionTasks, chunk: int = 25, progress: bool = False,
                      desc: str = "conditional mean") -> Tensor:
     """E[x | x_o] for every task: μ + Σ_{:,o} (Σ_oo + δI)⁻¹ (x_o − μ_o), ``[tasks, D]``.

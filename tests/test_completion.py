@@ -224,3 +224,18 @@ def test_three_splits_carves_disjoint_classes_from_an_all_background_set_the_sam
 def test_three_splits_needs_enough_classes_to_carve_from():
     with pytest.raises(DataError, match="2 background class.*at least 3 are needed to carve validation and evaluation"):
         C.three_splits(image_set(num_classes=2))
+
+
+def test_feature_space_prior_equals_the_pixel_gaussian_when_the_features_draw_every_image():
+    """With as many independent features as pixels, the network can draw any image, so the bound for its
+    update rules is the bound for any linear completion; with few features it is lower."""
+    images = image_set(images=low_rank_images(300, size=6, rank=4, noise=0.02, seed=5), per_class=3)
+    full = torch.as_tensor(np.random.default_rng(0).normal(size=(36, 35)))        # + bias = 36 = pixels
+    prior = C.feature_space_prior(full, images, ridge=1e-12)
+    pixel = C.fit_gaussian(images)
+    torch.testing.assert_close(prior.mean, pixel.mean, rtol=0, atol=1e-8)
+    torch.testing.assert_close(prior.cov, pixel.cov, rtol=0, atol=1e-7)
+    few = C.feature_space_prior(full[:, :3], images)
+    tasks = C.make_tasks(images, 30, observed=0.3, seed=1)
+    assert (C.psnr_unobserved(C.conditional_mean(few, tasks), tasks).mean()
+            < C.psnr_unobserved(C.conditional_mean(pixel, tasks), tasks).mean() - 1.0)

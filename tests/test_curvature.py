@@ -99,3 +99,45 @@ def test_unknown_kind_and_bad_rate_are_refused_by_name():
         curvature.init_rule(torch.zeros(3), "cubic", 0.1, 1)
     with pytest.raises(ConfigError, match="lr=0"):
         curvature.init_rule(torch.zeros(3), "scalar", 0, 1)
+
+
+def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
+    """k GD steps are affine in θ₀, θ_k = M θ₀ + b per task, so MAML's objective is a linear least-squares
+    problem in θ₀: L-BFGS must land on its solution."""
+    torch.manual_seed(0)
+    p_features, n_obs, n_query, tasks_n, k, lr = 6, 5, 7, 4, 3, 0.2
+    design = torch.randn(n_obs + n_query, p_features, dtype=torch.float64)
+    pixels = torch.rand(tasks_n, n_obs + n_query, dtype=torch.float64)
+    order = torch.stack([torch.randperm(n_obs + n_query) for _ in range(tasks_n)])
+    observed = order[:, :n_obs]
+    tasks = completion.CompletionTasks(pixels, observed, order[:, n_obs:], torch.arange(tasks_n), 3, 4)
+    theta = curvature.exact_maml_init(design, tasks, lr, k, ridge=0.0)
+    rows, targets = [], []
+    X = completion.with_bias(design)
+    for t in range(tasks_n):
+        o = observed[t]
+        q = order[t, n_obs:]
+        A, c = completion.normal_equations(design[o], pixels[t, o])
+        M = torch.linalg.matrix_power(torch.eye(len(A), dtype=A.dtype) - lr * A, k)
+        b = completion.gd_closed_form(design[o], pixels[t, o], torch.zeros(len(A), dtype=A.dtype), lr, k)
+        rows.append(X[q] @ M)
+        targets.append(pixels[t, q] - X[q] @ b)
+    expected = torch.linalg.lstsq(torch.cat(rows), torch.cat(targets)[:, None]).solution[:, 0]
+    torch.testing.assert_close(theta, expected, rtol=1e-6, atol=1e-8)
+    # And the objective as the iterative loop computes it is stationary there, as L-BFGS on it finds.
+    start = theta.clone().requires_grad_(True)
+    rule = {"theta0": start, "sqrt_rate": torch.tensor([lr ** 0.5], dtype=torch.float64)}
+    xs, ys, xq, yq = curvature._support_and_query(design, tasks)
+    loss = ((curvature.predict(xq, curvature.adapt(rule, xs, ys, k)[-1]) - yq) ** 2).mean()
+    (grad,) = torch.autograd.grad(loss, start)
+    assert grad.norm() < 1e-10
+    search = torch.zeros_like(theta, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([search], max_iter=500, tolerance_grad=1e-13, tolerance_change=0,
+                              line_search_fn="strong_wolfe")
+    def closure():
+        lbfgs.zero_grad()
+        value = ((curvature.predict(xq, curvature.adapt({**rule, "theta0": search}, xs, ys, k)[-1]) - yq) ** 2).mean()
+        value.backward()
+        return value
+    lbfgs.step(closure)
+    torch.testing.assert_close(search.detach(), theta, rtol=1e-5, atol=1e-7)
