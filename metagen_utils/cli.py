@@ -1,8 +1,11 @@
 """``python -m metagen_utils {train,evaluate,sample}``: meta-train, measure and draw from the command line.
 
-    python -m metagen_utils train --profile cpu --out runs/demo            # checkpoints, metrics/train.json
-    python -m metagen_utils evaluate --out runs/demo                       # metrics/evaluate.json
-    python -m metagen_utils sample --out runs/demo                         # figures/samples.png
+    python -m metagen_utils train --model meta_vae --out runs/vae          # checkpoints, metrics/train.json
+    python -m metagen_utils evaluate --out runs/vae                        # metrics/evaluate.json
+    python -m metagen_utils sample --out runs/vae                          # figures/samples.png
+
+``--model meta_vae`` (the default) is notebook 04's conditional-prior VAE (:mod:`metagen_utils.meta_vae`);
+``--model conv_generator`` a small MAML demo generator.
 
 ``evaluate`` and ``sample`` load ``OUT/best/`` (else ``OUT/latest/``, or ``--checkpoint``), rebuild the
 model the checkpoint names, and use the *evaluation* split: classes (and scripts) never seen in training.
@@ -27,8 +30,7 @@ from .data import ImageSet, load
 from .errors import CheckpointError, MetagenError
 from .files import write_atomic, write_json
 from .tasks import EpisodeSampler
-from .train import (MODELS, RUN_PROFILES, MetaModel, TrainResult, episode_fn, init_distributed, run_settings,
-                    train)
+from .train import MODELS, MetaModel, TrainResult, episode_fn, init_distributed, run_settings, train
 
 
 def int_at_least(least: int) -> Callable[[str], int]:
@@ -43,7 +45,8 @@ def int_at_least(least: int) -> Callable[[str], int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``train`` (``python -m metagen_utils train`` and ``python -m metagen_utils.train``)."""
     parser.add_argument("--profile", choices=PROFILES, default="cpu", help="cpu: minutes on 2 cores; full: GPU")
-    parser.add_argument("--model", choices=sorted(MODELS), default="conv_generator")
+    parser.add_argument("--model", choices=sorted(MODELS), default="meta_vae",
+                        help="meta_vae: notebook 04's conditional-prior VAE; conv_generator: a small MAML demo")
     parser.add_argument("--data", default="glyphs", help="'glyphs' or a folder (Omniglot or class-per-folder)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, figures")
@@ -51,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--tasks-per-step", type=int_at_least(1),
                         help="tasks per outer step, split over the processes (default: the profile's)")
+    parser.add_argument("--pretrain-steps", type=int_at_least(0),
+                        help="meta_vae: steps of the joint VAE trained before meta-training (default: the profile's)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/latest/")
 
 
@@ -58,12 +63,15 @@ def train_command(args: argparse.Namespace) -> TrainResult:
     """Train the chosen model on the background split of ``--data``, validating on its validation split;
     under torchrun every process runs this and rank 0 writes the files."""
     resolved = resolve(args.profile, args.seed, args.device, None if args.data == "glyphs" else args.data)
-    run, cfg = run_settings(args.profile, args.model, args.data, args.seed, args.steps, args.tasks_per_step)
+    run, cfg = run_settings(args.profile, args.model, args.data, args.seed, args.steps, args.tasks_per_step,
+                            args.pretrain_steps)
     rank, world, device = init_distributed(resolved.device)
     try:
         images = load(args.data, run["image_size"], progress=rank == 0)
         seed_everything(args.seed)   # the initial weights depend on the seed alone, identical on every rank
-        model = MODELS[args.model](run, images.image_shape, device)
+        resuming = args.resume and (args.out / "latest").is_dir()
+        model = MODELS[args.model](run, images.image_shape, device,
+                                   pretrain_on=None if resuming else images.split("background"))
         sample = episode_fn(images.split("background"), run["k_shot"], run["n_query"], run["tasks_per_step"],
                             args.seed)
         validate = None
@@ -113,7 +121,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Query metrics before and after adaptation, mean ± 95 % CI over ``--tasks`` evaluation tasks →
     ``OUT/metrics/evaluate.json``."""
     checkpoint, run, model, evaluation = load_trained(args)
-    tasks = args.tasks or RUN_PROFILES[args.profile]["eval_tasks"]
+    tasks = args.tasks or run["eval_tasks"]
     episode = episode_fn(evaluation, run["k_shot"], run["n_query"], tasks, args.seed)(0)
     per_task = model.evaluate_fn(model.meta_params, episode)
     metrics = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "split": "evaluation",

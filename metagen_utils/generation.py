@@ -348,6 +348,17 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     return {n: t.detach().clone() for n, t in model.named_parameters()}
 
 
+def set_initial_rates(meta_params: Params, initial_rates: dict[str, float]) -> Params:
+    """Start the learned inner rates of the adapted parameters under each prefix at its own value
+    (``{prefix: rate}``), in place; returns ``meta_params``."""
+    learned = [n[len(LR_PREFIX):] for n in meta_params if n.startswith(LR_PREFIX)]
+    with torch.no_grad():
+        for prefix, rate in initial_rates.items():
+            for name in select_adapted(learned, (prefix,)):
+                meta_params[LR_PREFIX + name].fill_(rate)
+    return meta_params
+
+
 def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: int, meta_batch_size: int = 16,
                k_shots: Sequence[int] = (1, 5), n_query: int = 5, outer_lr: float = 4e-3, seed: int = 0,
                max_grad_norm: float | None = 100.0,
@@ -361,12 +372,7 @@ def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: 
     Returns (meta_params — the module's tensors plus learned rates, the meta-loss of each step)."""
     generator = torch.Generator().manual_seed(seed)
     samplers = [EpisodeSampler(images, k_shot=k, n_query=n_query, seed=seed + i) for i, k in enumerate(k_shots)]
-    meta_params = init_meta_params(model, cfg)
-    for prefix, rate in (initial_rates or {}).items():
-        names = select_adapted([n[len(LR_PREFIX):] for n in meta_params if n.startswith(LR_PREFIX)], (prefix,))
-        with torch.no_grad():
-            for name in names:
-                meta_params[LR_PREFIX + name].fill_(rate)
+    meta_params = set_initial_rates(init_meta_params(model, cfg), initial_rates or {})
     optimizer = torch.optim.Adam(meta_params.values(), lr=outer_lr)
     schedule = warmup_cosine(optimizer, steps)
     losses = []

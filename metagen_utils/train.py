@@ -273,12 +273,14 @@ class MetaModel:
     generate_fn: Callable[[Params, Tensor], Tensor]
 
 
-def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str) -> MetaModel:
+def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str,
+                   pretrain_on: ImageSet | None = None) -> MetaModel:
     """The demo: :class:`ConvGenerator` meta-learned with MAML to map fixed latent codes to a class's images.
 
     Slot j of every task has the same latent code z_j ``[latent_dim]`` (drawn once from the run's seed):
     support image j is generated from z_j and query image j from z_{K+j}, so adapting to K images of a
-    new class teaches the generator that class, and the query codes then draw new images of it.
+    new class teaches the generator that class, and the query codes then draw new images of it. It has
+    no pretraining stage (``pretrain_on`` is ignored).
     """
     channels, size, _ = image_shape
     settings = run["model_config"]
@@ -320,13 +322,21 @@ def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str)
         evaluate_fn=evaluate, generate_fn=generate)
 
 
-# Another model plugs in by name: MODELS["cvae"] = build_cvae, with the same (run, image_shape, device).
-MODELS: dict[str, Callable[[Mapping, tuple[int, int, int], str], MetaModel]] = {
-    "conv_generator": conv_generator}
+def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
+             pretrain_on: ImageSet | None = None) -> MetaModel:
+    """Notebook 04's conditional-prior VAE: see :mod:`metagen_utils.meta_vae`."""
+    from .meta_vae import meta_vae as build   # lazily: that module imports this one
+    return build(run, image_shape, device, pretrain_on)
+
+
+# A model plugs in by name: a builder (run, image_shape, device, pretrain_on=None) → MetaModel, where
+# pretrain_on is the background split when a new run starts (for a model with a pretraining stage).
+MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae}
+
 
 # inner_lr is large because a per-pixel mean squared error has small gradients: in a 40-step cpu run on the
 # glyphs, rate 0.5 barely adapted (query MSE 0.119 → 0.119) while 5.0 did (0.26 → 0.092).
-RUN_PROFILES = {
+RUN_PROFILES = {   # conv_generator's; meta_vae's are in metagen_utils.meta_vae
     "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 8, "val_tasks": 32, "eval_tasks": 100,
             "model_config": {"latent_dim": 32, "algorithm": "maml", "inner_steps": 1, "inner_lr": 5.0},
             "train": {"steps": 300, "outer_lr": 1e-3, "warmup_steps": 20, "checkpoint_every": 50,
@@ -339,17 +349,25 @@ RUN_PROFILES = {
 
 
 def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
-                 tasks_per_step: int | None = None) -> tuple[dict, TrainConfig]:
+                 tasks_per_step: int | None = None, pretrain_steps: int | None = None) -> tuple[dict, TrainConfig]:
     """(run config saved in checkpoints, TrainConfig) for a profile and the command-line overrides."""
     if profile not in RUN_PROFILES:
         raise ConfigError(f"profile={profile!r} is not valid; expected one of {sorted(RUN_PROFILES)}")
     if model not in MODELS:
         raise ConfigError(f"model={model!r} is not valid; expected one of {sorted(MODELS)}")
-    base = RUN_PROFILES[profile]
+    if model == "meta_vae":
+        from .meta_vae import PROFILES
+        base = PROFILES[profile]
+    else:
+        base = RUN_PROFILES[profile]
     run = {key: value for key, value in base.items() if key != "train"}
     run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
     if tasks_per_step is not None:
         run["tasks_per_step"] = tasks_per_step
+    if pretrain_steps is not None:
+        if "joint_steps" not in run["model_config"]:
+            raise ConfigError(f"pretrain_steps={pretrain_steps}: model {model!r} has no pretraining stage")
+        run["model_config"] = {**run["model_config"], "joint_steps": pretrain_steps}
     cfg = TrainConfig(**{**base["train"], **({} if steps is None else {"steps": steps}), "seed": seed})
     return run, cfg
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from metagen_utils import train as train_module
 from metagen_utils.checkpoint import load_checkpoint
@@ -48,7 +49,8 @@ def tiny_profile(monkeypatch):
 @pytest.mark.slow
 def test_train_then_evaluate_then_sample_write_checkpoints_metrics_and_a_grid(tmp_path, tiny_profile, capsys):
     data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--seed", "3"]) == 0
+    assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(out), "--device", "cpu",
+                 "--seed", "3"]) == 0
     trained = json.loads((out / "metrics" / "train.json").read_text())
     assert trained["steps"] == 2 and len(trained["train_losses"]) == 2 and len(trained["validation"]) == 2
     assert sorted(p.name for p in out.iterdir()) == ["best", "latest", "metrics", "step_000001", "step_000002"]
@@ -74,9 +76,9 @@ def test_train_then_evaluate_then_sample_write_checkpoints_metrics_and_a_grid(tm
 @pytest.mark.slow
 def test_resuming_with_other_steps_exits_1_naming_state_json_and_the_setting(tmp_path, tiny_profile, capsys):
     data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--steps", "1"]) == 0
-    assert main(["train", "--data", str(data), "--out", str(out), "--device", "cpu", "--steps", "3",
-                 "--resume"]) == 1
+    common = ["train", "--model", "conv_generator", "--data", str(data), "--out", str(out), "--device", "cpu"]
+    assert main([*common, "--steps", "1"]) == 0
+    assert main([*common, "--steps", "3", "--resume"]) == 1
     assert "state.json: the checkpoint was made with another configuration — train.steps: checkpoint 1, now 3" \
         in capsys.readouterr().err
 
@@ -116,3 +118,81 @@ def test_python_dash_m_metagen_utils_runs_the_cli_and_exits_with_its_status(tmp_
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "python -m metagen_utils sample: error:" in err and "no checkpoint folder here" in err
+
+
+TINY_VAE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 3,
+            "model_config": {"latent_dim": 4, "context_dim": 4, "width": 8, "joint_steps": 3, "joint_lr": 2e-3,
+                             "inner_steps": 2, "inner_lr": 0.5, "test_steps": 3, "adapt": ["context", "decoder.up"],
+                             "initial_rates": {"decoder.up": 1e-4}, "is_samples": 4},
+            "train": {"steps": 2, "outer_lr": 4e-3, "warmup_steps": 0, "max_grad_norm": 100.0,
+                      "checkpoint_every": 1, "validate_every": 1}}
+
+
+@pytest.fixture
+def tiny_vae(monkeypatch):
+    from metagen_utils import meta_vae
+    monkeypatch.setitem(meta_vae.PROFILES, "cpu", TINY_VAE)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.mark.slow
+def test_notebook_04s_model_trains_evaluates_and_samples_from_the_command_line(tmp_path, tiny_vae, capsys):
+    data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
+    assert main(["train", "--model", "meta_vae", "--data", str(data), "--out", str(out), "--device", "cpu"]) == 0
+    checkpoint = load_checkpoint(out / "latest")
+    assert checkpoint.config["run"]["model"] == "meta_vae" and checkpoint.step == 2
+    assert "inner_lr.decoder.up.weight" in checkpoint.weights and "context" in checkpoint.weights
+
+    assert main(["evaluate", "--out", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics" / "evaluate.json").read_text())
+    assert metrics["tasks"] == 3
+    for name in ("nelbo_before", "nelbo_after", "nll_before", "nll_after"):
+        assert np.isfinite(metrics[name]["mean"]) and metrics[name]["mean"] > 0   # nats per 28×28 image
+    assert metrics["nll_after"]["mean"] <= metrics["nelbo_after"]["mean"]   # the IS bound is the tighter one
+    assert "nll_after = " in capsys.readouterr().out
+
+    assert main(["sample", "--out", str(out), "--classes", "2", "--device", "cpu"]) == 0
+    assert (out / "figures" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class Interrupted(Exception):
+    """Stands in for a killed job."""
+
+
+@pytest.mark.slow
+def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tmp_path, tiny_vae, monkeypatch):
+    from metagen_utils import cli, generation
+
+    data = omniglot_folder(tmp_path / "data")
+    common = ["train", "--model", "meta_vae", "--data", str(data), "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "straight")]) == 0
+
+    real_episodes, real_joint, pretrained = cli.episode_fn, generation.train_joint, []
+    def killed_at_step_two(*args, **kwargs):
+        sample, training = real_episodes(*args, **kwargs), not hasattr(killed_at_step_two, "called")
+        killed_at_step_two.called = True          # the first sampler is training's, the second validation's
+        def maybe(step):
+            if training and step == 2:
+                raise Interrupted
+            return sample(step)
+        return maybe
+    monkeypatch.setattr(cli, "episode_fn", killed_at_step_two)
+    monkeypatch.setattr(generation, "train_joint", lambda *a, **k: pretrained.append(1) or real_joint(*a, **k))
+    with pytest.raises(Interrupted):
+        main([*common, "--out", str(tmp_path / "resumed")])
+    assert load_checkpoint(tmp_path / "resumed" / "latest").step == 1
+    monkeypatch.setattr(cli, "episode_fn", real_episodes)
+    assert main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    assert pretrained == [1]                       # the joint VAE was trained once, not again on resume
+    straight, resumed = (load_checkpoint(tmp_path / run / "latest") for run in ("straight", "resumed"))
+    assert resumed.step == straight.step == 2
+    assert straight.weights.keys() == resumed.weights.keys()
+    for name, tensor in straight.weights.items():
+        assert torch.equal(tensor, resumed.weights[name]), name
+
+
+def test_pretrain_steps_is_refused_for_a_model_without_pretraining(tmp_path, tiny_profile, capsys):
+    data = omniglot_folder(tmp_path / "data")
+    assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--device", "cpu", "--pretrain-steps", "5"]) == 1
+    assert "pretrain_steps=5: model 'conv_generator' has no pretraining stage" in capsys.readouterr().err

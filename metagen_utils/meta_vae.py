@@ -1,0 +1,99 @@
+"""Notebook 04's model for the command line and torchrun: ``python -m metagen_utils train --model meta_vae``.
+
+The conditional-prior VAE of :mod:`metagen_utils.generation`, built and used by the same functions the
+notebook calls: the joint (class-agnostic) VAE is trained first (:func:`generation.train_joint`), then the
+context and one decoder layer are meta-learned with Meta-SGD — here by the generic outer loop of
+:mod:`metagen_utils.train` (AdamW, warm-up and cosine, clipping, validation, checkpoints, exact resume,
+DDP) instead of the notebook's short Adam loop. Adaptation, sampling and scoring are
+:func:`generation.adapt`, :func:`generation.sample` and :func:`generation.query_scores`.
+
+Like notebook 04, this model runs on the CPU (its noise comes from CPU generators); ``--device`` other
+than ``cpu``/``auto`` is refused with that reason. Under torchrun every rank trains the same joint VAE
+from the same seed before meta-training splits the tasks.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from . import generation as gen
+from .data import ImageSet
+from .errors import ConfigError
+from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
+from .tasks import Episode
+
+# The notebook's settings (cpu) and four times its training (full), as run configurations.
+PROFILES = {
+    "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 64, "eval_tasks": 200,
+            "model_config": {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 1200,
+                             "joint_lr": 2e-3, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
+                             "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
+                             "is_samples": 16},
+            "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
+                      "checkpoint_every": 100, "validate_every": 100}},
+    "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
+             "model_config": {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 4800,
+                              "joint_lr": 2e-3, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
+                              "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
+                              "is_samples": 64},
+             "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
+                       "checkpoint_every": 200, "validate_every": 200}},
+}
+
+
+def meta_config(settings: Mapping) -> MetaConfig:
+    """Meta-SGD on the context and the adapted decoder layers, as in notebook 04."""
+    return MetaConfig("metasgd", inner_steps=settings["inner_steps"], inner_lr=settings["inner_lr"],
+                      adapt=tuple(settings["adapt"]))
+
+
+def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
+             pretrain_on: ImageSet | None = None):
+    """The :class:`metagen_utils.train.MetaModel` of notebook 04's model. With ``pretrain_on`` (a new run)
+    the joint VAE is trained on it first; without (resuming, evaluating, sampling) the weights come from
+    the checkpoint."""
+    from .train import MetaModel   # here: train imports this module lazily, by model name
+
+    if tuple(image_shape) != gen.IMAGE_SHAPE:
+        raise ConfigError(f"model 'meta_vae' draws 1×28×28 gray images; the data has images of shape "
+                          f"{tuple(image_shape)} (load it at image size 28, gray)")
+    if not (device == "cpu" or device.startswith("cpu")):
+        raise ConfigError(f"model 'meta_vae' runs on the CPU, as notebook 04 does; got device {device!r} "
+                          "(use --device cpu)")
+    settings = run["model_config"]
+    torch.manual_seed(run["seed"])
+    module = gen.ConditionalVAE(settings["latent_dim"], settings["context_dim"], settings["width"])
+    if pretrain_on is not None:
+        gen.train_joint(module, pretrain_on, steps=settings["joint_steps"], lr=settings["joint_lr"],
+                        seed=run["seed"])
+    cfg = meta_config(settings)
+    params = gen.set_initial_rates(init_meta_params(module, cfg), dict(settings["initial_rates"]))
+
+    def batch(episode: Episode):
+        # Noise from the global generator, which the training loop seeds from (seed, step, rank).
+        return gen.task_batch(episode.support, episode.query, module.latent_dim, generator=None)
+
+    def generator(use: int) -> torch.Generator:
+        return torch.Generator().manual_seed(run["seed"] * 1000 + use)
+
+    def evaluate(meta: Mapping[str, Tensor], episode: Episode) -> dict[str, Tensor]:
+        adapted = gen.adapt(module, dict(meta), episode.support, cfg, generator(0), steps=settings["test_steps"])
+        out = {}
+        for when, task_params in (("before", {}), ("after", adapted)):
+            nelbo, nll = gen.query_scores(module, dict(meta), task_params, episode.query, settings["is_samples"],
+                                          generator(2))
+            out[f"nelbo_{when}"], out[f"nll_{when}"] = nelbo.mean(1), nll.mean(1)
+        return out
+
+    def generate(meta: Mapping[str, Tensor], support: Tensor) -> Tensor:
+        samples, _ = gen.adapt_and_sample(module, dict(meta), support[None], cfg, len(support), generator(1),
+                                          steps=settings["test_steps"])
+        return samples[0]
+
+    return MetaModel(
+        meta_params=params,
+        loss_fn=lambda meta, episode: meta_gradient(module, meta, batch(episode), cfg, gen.mean_loss),
+        validate_fn=lambda meta, episode: meta_loss(module, meta, batch(episode), cfg, gen.mean_loss).item(),
+        evaluate_fn=evaluate, generate_fn=generate)
