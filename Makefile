@@ -10,7 +10,7 @@ DATA ?=
 PROFILE ?=
 RUN_ARGS := $(ARGS) $(if $(DATA),-p DATA '$(DATA)') $(if $(PROFILE),-p PROFILE $(PROFILE))
 
-.PHONY: setup run test test-fast notebooks site exercises lab bench lock clean
+.PHONY: setup run test test-fast notebooks site exercises lab bench bench-gpu lock clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,11 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_data
 	$(PY) -m benchmarks.bench_meta
+
+## On a CUDA machine only: notebook 04's meta-step in float32 and bfloat16, peak memory, and the full-profile
+## notebook on the GPU, into benchmarks/results/gpu.json. Nothing else needs a GPU.
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.bench_gpu
 
 ## Re-resolve the pinned versions from requirements.in (needs the package index).
 lock:

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .classifier import diversity, features, fidelity_from_features, frechet_distance
 from .data import ImageSet
 from .errors import ConfigError, DataError
 from .meta import LR_PREFIX, MetaConfig, Params, TaskBatch, init_meta_params, meta_step, select_adapted
@@ -222,7 +221,9 @@ def task_batch(support: Tensor, query: Tensor, latent_dim: int, generator: torch
     """A :class:`TaskBatch` for meta.py from support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]``,
     with fresh noise ``samples`` per image packed beside each image."""
     def noisy(images: Tensor) -> Tensor:
-        return pack(images, torch.randn(*images.shape[:2], samples, latent_dim, generator=generator))
+        # Noise from a CPU generator, moved to the images' device: the same numbers on every device.
+        noise = torch.randn(*images.shape[:2], samples, latent_dim, generator=generator)
+        return pack(images, noise.to(images.device))
     return TaskBatch(noisy(support), support, noisy(query), query)
 
 
@@ -263,7 +264,8 @@ def adapt(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfi
     steps = cfg.inner_steps if steps is None else steps
     if steps != cfg.inner_steps and cfg.per_step_lr:
         raise ConfigError(f"adapt: steps={steps} but the rates were learned per step for {cfg.inner_steps}")
-    x = pack(support, torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator))
+    noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator)
+    x = pack(support, noise.to(support.device))
     shared = {n: t for n, t in params.items() if n not in names}
 
     def one_task(xi: Tensor) -> Params:
@@ -285,7 +287,7 @@ def sample(model: ConditionalVAE, params: Params, task_params: Params, n_samples
     count = next(iter(task_params.values())).shape[0] if task_params else tasks
     if count is None:
         raise ConfigError("sample: task_params is empty, so pass tasks= to say how many tasks to sample for")
-    noise = torch.randn(count, n_samples, model.latent_dim, generator=generator)
+    noise = torch.randn(count, n_samples, model.latent_dim, generator=generator).to(model.context.device)
     with torch.no_grad():
         return per_task(model, params, task_params, noise, "decode")
 
@@ -306,7 +308,8 @@ def query_scores(model: ConditionalVAE, params: Params, task_params: Params, que
     NLL ≈ −log mean_s w_s with w_s = p(x, z_s | c) / q(z_s | x) (Burda et al., 2016); the second is a
     tighter bound, never above the first.
     """
-    x = pack(query, torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator))
+    noise = torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator)
+    x = pack(query, noise.to(query.device))
     with torch.no_grad():
         log_w = per_task(model, params, task_params, x, "log_weights")              # [T, Q, S]
     return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
@@ -325,10 +328,21 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float = 
         1 + math.cos(math.pi * min(1.0, (s - ramp) / max(1, steps - ramp)))) if s >= ramp else 1.0))
 
 
+def autocast(device: torch.device | str, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device``'s type with ``dtype`` (e.g. bfloat16), or nothing when ``dtype`` is
+    None: the forward and backward of a step run in reduced precision, the weights stay float32."""
+    from contextlib import nullcontext
+
+    device_type = torch.device(device).type
+    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
 def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                seed: int = 0) -> Params:
+                seed: int = 0, amp_dtype: torch.dtype | None = None) -> Params:
     """Train the class-agnostic VAE in place: encoder and decoder on the −ELBO of single images with c
-    fixed at 0, so p(z | c) = N(0, I). Returns a detached copy of every parameter (the joint VAE)."""
+    fixed at 0, so p(z | c) = N(0, I). Returns a detached copy of every parameter (the joint VAE).
+    Runs on the model's device (batches and noise are drawn on the CPU and moved there); ``amp_dtype``
+    (bfloat16 on CUDA) runs each step under :func:`autocast`."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images.images)
     trained = [t for n, t in model.named_parameters() if n in select_adapted(
@@ -337,10 +351,12 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     schedule = warmup_cosine(optimizer, steps)
     with torch.no_grad():
         model.context.zero_()
+    device = model.context.device
     for _ in range(steps):
         batch = pixels[torch.randint(len(pixels), (batch_size,), generator=generator)]
         noise = torch.randn(batch_size, 1, model.latent_dim, generator=generator)
-        loss = model(pack(batch, noise)).mean()
+        with autocast(device, amp_dtype):
+            loss = model(pack(batch, noise).to(device)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -361,14 +377,15 @@ def set_initial_rates(meta_params: Params, initial_rates: dict[str, float]) -> P
 
 def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: int, meta_batch_size: int = 16,
                k_shots: Sequence[int] = (1, 5), n_query: int = 5, outer_lr: float = 4e-3, seed: int = 0,
-               max_grad_norm: float | None = 100.0,
-               initial_rates: dict[str, float] | None = None) -> tuple[Params, list[float]]:
+               max_grad_norm: float | None = 100.0, initial_rates: dict[str, float] | None = None,
+               amp_dtype: torch.dtype | None = None) -> tuple[Params, list[float]]:
     """Meta-train in place from the model's current weights (e.g. the joint VAE): each outer step draws
     ``meta_batch_size`` one-class tasks with K cycling through ``k_shots``, adapts ``cfg.adapt`` on the
     support −ELBO and descends the query −ELBO (:func:`metagen_utils.meta.meta_step`, vmapped).
     ``initial_rates`` ``{prefix: rate}`` starts the learned rates of some adapted parameters elsewhere
     than ``cfg.inner_lr``: a decoder layer's gradient of a pixel-sum likelihood is hundreds of times the
-    context's, and one rate for both either leaves c still or makes the layer diverge.
+    context's, and one rate for both either leaves c still or makes the layer diverge. Runs on the
+    model's device, under :func:`autocast` with ``amp_dtype`` if given.
     Returns (meta_params — the module's tensors plus learned rates, the meta-loss of each step)."""
     generator = torch.Generator().manual_seed(seed)
     samplers = [EpisodeSampler(images, k_shot=k, n_query=n_query, seed=seed + i) for i, k in enumerate(k_shots)]
@@ -378,128 +395,10 @@ def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: 
     losses = []
     for step in range(steps):
         episode = samplers[step % len(samplers)].sample(meta_batch_size)
-        batch = task_batch(episode.support, episode.query, model.latent_dim, generator)
-        losses.append(meta_step(model, meta_params, optimizer, batch, cfg, mean_loss, max_grad_norm=max_grad_norm))
+        device = model.context.device
+        batch = task_batch(episode.support.to(device), episode.query.to(device), model.latent_dim, generator)
+        with autocast(device, amp_dtype):
+            losses.append(meta_step(model, meta_params, optimizer, batch, cfg, mean_loss,
+                                    max_grad_norm=max_grad_norm))
         schedule.step()
     return meta_params, losses
-
-
-# --- Baselines ------------------------------------------------------------------------------------
-
-def latent_spread(model: ConditionalVAE, joint: Params, images: ImageSet, classes: int = 200,
-                  seed: int = 0) -> tuple[Tensor, Tensor]:
-    """(within-class variance of the posterior means, mean posterior variance), each ``[latent_dim]``,
-    pooled over ``classes`` classes of ``images`` (background): what the support-fitted Gaussian
-    needs to know about a class's spread, learned from seen classes like everything else."""
-    rng = torch.Generator().manual_seed(seed)
-    chosen = torch.randperm(images.num_classes, generator=rng)[:classes]
-    keep = torch.isin(torch.from_numpy(images.labels), chosen)
-    x, labels = torch.from_numpy(images.images)[keep], torch.from_numpy(images.labels)[keep]
-    with torch.no_grad():
-        mu, logvar = call(model, joint, x, "posterior").chunk(2, dim=-1)
-    _, inverse = labels.unique(return_inverse=True)
-    counts = torch.bincount(inverse).float()[:, None]
-    class_means = torch.zeros(len(counts), mu.shape[1]).index_add_(0, inverse, mu) / counts
-    within = ((mu - class_means[inverse]) ** 2).sum(0) / (len(mu) - len(counts))
-    return within, logvar.exp().mean(0)
-
-
-def support_gaussian(model: ConditionalVAE, joint: Params, support: Tensor,
-                     spread: tuple[Tensor, Tensor]) -> Params:
-    """The joint VAE with p(z) = N(m, diag v) fitted to each task's support: m = mean of the support's
-    posterior means, v = within·(1 + 1/K) + mean posterior variance (a new image of the class scatters
-    around the true class mean, which m estimates from K images). Returns ``{"prior.bias": [T, 2L]}``
-    (c = 0 in the joint VAE, so the prior is its bias)."""
-    within, posterior_var = spread
-    with torch.no_grad():
-        mu = call(model, joint, support.flatten(0, 1), "posterior")[:, :model.latent_dim]
-    mean = mu.view(*support.shape[:2], -1).mean(1)
-    var = within * (1 + 1 / support.shape[1]) + posterior_var
-    return {"prior.bias": torch.cat([mean, var.log().expand_as(mean)], dim=-1)}
-
-
-def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, lr: float,
-             generator: torch.Generator, chunk: int = 16) -> Params:
-    """The joint VAE fine-tuned per task: ``steps`` Adam steps (rate ``lr``, fresh noise each step) of the
-    support −ELBO on encoder and decoder, prior N(0, I). Returns ``{name: [T, *shape]}``."""
-    names = select_adapted(list(joint), JOINT_PREFIXES)
-    shared = {n: t.detach() for n, t in joint.items() if n not in names}
-    start = {n: joint[n].detach() for n in names}
-    noise = torch.randn(support.shape[0], steps, support.shape[1], 1, model.latent_dim, generator=generator)
-    x = pack(support[:, None].expand(-1, steps, -1, -1, -1, -1), noise)          # [T, steps, K, 784 + L]
-
-    def one_task(xs: Tensor) -> Params:
-        def loss(fast: Params, xi: Tensor) -> Tensor:
-            return call(model, {**shared, **fast}, xi).mean()
-        fast, m, v = start, {n: torch.zeros_like(t) for n, t in start.items()}, {n: torch.zeros_like(t) for n, t in start.items()}
-        for t in range(1, steps + 1):
-            g = grad(loss)(fast, xs[t - 1])
-            m = {n: 0.9 * m[n] + 0.1 * g[n] for n in names}
-            v = {n: 0.999 * v[n] + 0.001 * g[n] ** 2 for n in names}
-            fast = {n: fast[n] - lr * (m[n] / (1 - 0.9 ** t)) / ((v[n] / (1 - 0.999 ** t)).sqrt() + 1e-8)
-                    for n in names}
-        return fast
-    with torch.no_grad():
-        parts = [vmap(one_task)(x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    return {n: torch.cat([p[n] for p in parts]) for n in names}
-
-
-# --- Evaluation -----------------------------------------------------------------------------------
-
-def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
-             images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
-             n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
-             is_samples: int = 16, steps: int | None = None, finetune_lr: float = 3e-4,
-             seed: int = 0) -> dict[int, dict[str, dict]]:
-    """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
-
-    Each class of an episode is one task: its first K support images go in, ``n_samples`` images come
-    out; its ``n_query`` held-out images are the prototypes for fidelity and the reference set of the
-    Fréchet distance, and the first ``nll_images`` of them are scored (−ELBO and IS-NLL, ``is_samples``).
-    The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
-    are per parameter, so more steps at test time are allowed); the joint VAE is fine-tuned for ``steps``
-    and 4 × ``steps`` (Adam, ``finetune_lr``: the best single rate over K ∈ {1, 5} on the validation
-    split). Every method draws the same sampling and scoring noise (common random numbers), so paired
-    differences are not blurred by the draws.
-
-    Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
-    "samples": [T, n_samples, 1, 28, 28]}}}``, T = n_episodes · n_way class-tasks in the same order for
-    every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
-    """
-    episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
-    tasks = n_episodes * n_way
-    supports = episode.support.view(tasks, max(k_shots), *IMAGE_SHAPE)
-    query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
-    query_feats = features(classifier, query)                                                 # [T, Q, D]
-    steps = cfg.inner_steps if steps is None else steps
-    results: dict[int, dict[str, dict]] = {}
-    for k in k_shots:
-        support = supports[:, :k]
-        def rng(use: int) -> torch.Generator:   # 0: adaptation, 1: sampling, 2: scoring — fresh per method
-            return torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
-        methods = {
-            "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps)),
-            "meta-learned, before adaptation": (meta_params, {}),
-            "joint VAE, N(0, I) prior": (joint, {}),
-            "joint VAE, support-fitted Gaussian": (joint, support_gaussian(model, joint, support, spread)),
-            **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, finetune_lr, rng(0)))
-               for n in (steps, 4 * steps)},
-        }
-        results[k] = {}
-        for name, (params, task_params) in methods.items():
-            nelbo, nll = query_scores(model, params, task_params, query[:, :nll_images], is_samples, rng(2))
-            generated = sample(model, params, task_params, n_samples, rng(1), tasks=tasks)
-            results[k][name] = {**_quality(generated, query_feats, classifier, n_way),
-                                "nelbo": nelbo.mean(1).numpy(), "nll": nll.mean(1).numpy()}
-        nothing = torch.full((tasks,), math.nan).numpy()
-        results[k]["real support"] = {**_quality(support, query_feats, classifier, n_way), "nelbo": nothing,
-                                      "nll": nothing}
-    return results
-
-
-def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int) -> dict:
-    """Fidelity, diversity (per task) and the pooled Fréchet distance of ``generated`` ``[T, G, 1, 28, 28]``."""
-    feats = features(classifier, generated)                                                    # [T, G, D]
-    episodes = feats.view(-1, n_way, *feats.shape[1:]), query_feats.view(-1, n_way, *query_feats.shape[1:])
-    return {"fidelity": fidelity_from_features(*episodes).flatten().numpy(), "diversity": diversity(generated).numpy(),
-            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated}

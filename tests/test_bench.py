@@ -1,7 +1,11 @@
-"""The meta-step benchmark's equality check at tiny size: every path computes the same meta-gradient."""
+"""Benchmarks at tiny size: every meta-step path computes the same meta-gradient; the GPU script's dry run."""
+import json
 import math
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:   # benchmarks/ is not installed; plain `pytest` does not put the root on sys.path
@@ -24,3 +28,24 @@ def test_every_path_gives_the_same_meta_gradient_in_float64():
     assert abs(analytic) > 1e-8, "the direction is orthogonal to the gradient: the check would prove nothing"
     assert agreement.fd_error < 1e-6, f"finite difference {fd} vs ⟨meta-gradient, v⟩ {analytic}"
     assert agreement.order_gap > 1e-3, "first- and second-order meta-gradients coincide: an order is ignored"
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_dry_runs_on_the_cpu_and_writes_its_results_file(tmp_path, capsys):
+    from benchmarks import bench_gpu
+
+    out = tmp_path / "gpu.json"
+    assert bench_gpu.main(["--device", "cpu", "--quick", "--no-notebook", "--batches", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["precision"], r["tasks_per_step"]) for r in report["runs"]] == [("float32", 2), ("bfloat16", 2)]
+    assert all(r["seconds_per_step"] > 0 and math.isfinite(r["final_loss"]) for r in report["runs"])
+    assert report["bf16_speedup_at_2_tasks"] > 0
+
+
+def test_the_gpu_benchmark_refuses_to_run_without_cuda(capsys):
+    from benchmarks import bench_gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal cannot be shown here")
+    assert bench_gpu.main([]) == 2
+    assert "no CUDA device is available here" in capsys.readouterr().err

@@ -1,0 +1,148 @@
+"""Few-shot generation measured (notebook 04): the baselines and the evaluation protocol.
+
+Baselines start from the jointly trained, class-agnostic VAE of :mod:`metagen_utils.generation`: its
+N(0, I) prior; a Gaussian prior fitted to the support images' posterior means; fine-tuning on the K
+support images. :func:`evaluate` runs every method on the same unseen-class episodes and reports query
+−ELBO and importance-sampled NLL (nats per image), class fidelity, diversity and the Fréchet distance in
+a glyph classifier's feature space. Models may sit on any device; random numbers are drawn on the CPU
+(the same on every device) and results come back on the CPU.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad, vmap
+
+from .classifier import diversity, features, fidelity_from_features, frechet_distance
+from .data import ImageSet
+from .generation import (IMAGE_SHAPE, JOINT_PREFIXES, ConditionalVAE, Params, adapt, call, pack, query_scores,
+                         sample)
+from .meta import MetaConfig, select_adapted
+from .tasks import EpisodeSampler
+
+
+# --- Baselines ------------------------------------------------------------------------------------
+
+def latent_spread(model: ConditionalVAE, joint: Params, images: ImageSet, classes: int = 200,
+                  seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(within-class variance of the posterior means, mean posterior variance), each ``[latent_dim]``,
+    pooled over ``classes`` classes of ``images`` (background): what the support-fitted Gaussian
+    needs to know about a class's spread, learned from seen classes like everything else."""
+    rng = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(images.num_classes, generator=rng)[:classes]
+    keep = torch.isin(torch.from_numpy(images.labels), chosen)
+    x, labels = torch.from_numpy(images.images)[keep], torch.from_numpy(images.labels)[keep]
+    with torch.no_grad():
+        mu, logvar = call(model, joint, x.to(model.context.device), "posterior").cpu().chunk(2, dim=-1)
+    _, inverse = labels.unique(return_inverse=True)
+    counts = torch.bincount(inverse).float()[:, None]
+    class_means = torch.zeros(len(counts), mu.shape[1]).index_add_(0, inverse, mu) / counts
+    within = ((mu - class_means[inverse]) ** 2).sum(0) / (len(mu) - len(counts))
+    return within, logvar.exp().mean(0)
+
+
+def support_gaussian(model: ConditionalVAE, joint: Params, support: Tensor,
+                     spread: tuple[Tensor, Tensor]) -> Params:
+    """The joint VAE with p(z) = N(m, diag v) fitted to each task's support: m = mean of the support's
+    posterior means, v = within·(1 + 1/K) + mean posterior variance (a new image of the class scatters
+    around the true class mean, which m estimates from K images). Returns ``{"prior.bias": [T, 2L]}``
+    (c = 0 in the joint VAE, so the prior is its bias)."""
+    within, posterior_var = (t.to(support.device) for t in spread)
+    with torch.no_grad():
+        mu = call(model, joint, support.flatten(0, 1), "posterior")[:, :model.latent_dim]
+    mean = mu.view(*support.shape[:2], -1).mean(1)
+    var = within * (1 + 1 / support.shape[1]) + posterior_var
+    return {"prior.bias": torch.cat([mean, var.log().expand_as(mean)], dim=-1)}
+
+
+def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, lr: float,
+             generator: torch.Generator, chunk: int = 16) -> Params:
+    """The joint VAE fine-tuned per task: ``steps`` Adam steps (rate ``lr``, fresh noise each step) of the
+    support −ELBO on encoder and decoder, prior N(0, I). Returns ``{name: [T, *shape]}``."""
+    names = select_adapted(list(joint), JOINT_PREFIXES)
+    shared = {n: t.detach() for n, t in joint.items() if n not in names}
+    start = {n: joint[n].detach() for n in names}
+    noise = torch.randn(support.shape[0], steps, support.shape[1], 1, model.latent_dim,
+                        generator=generator).to(support.device)
+    x = pack(support[:, None].expand(-1, steps, -1, -1, -1, -1), noise)          # [T, steps, K, 784 + L]
+
+    def one_task(xs: Tensor) -> Params:
+        def loss(fast: Params, xi: Tensor) -> Tensor:
+            return call(model, {**shared, **fast}, xi).mean()
+        fast, m, v = start, {n: torch.zeros_like(t) for n, t in start.items()}, {n: torch.zeros_like(t) for n, t in start.items()}
+        for t in range(1, steps + 1):
+            g = grad(loss)(fast, xs[t - 1])
+            m = {n: 0.9 * m[n] + 0.1 * g[n] for n in names}
+            v = {n: 0.999 * v[n] + 0.001 * g[n] ** 2 for n in names}
+            fast = {n: fast[n] - lr * (m[n] / (1 - 0.9 ** t)) / ((v[n] / (1 - 0.999 ** t)).sqrt() + 1e-8)
+                    for n in names}
+        return fast
+    with torch.no_grad():
+        parts = [vmap(one_task)(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    return {n: torch.cat([p[n] for p in parts]) for n in names}
+
+
+# --- Evaluation -----------------------------------------------------------------------------------
+
+def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
+             images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
+             n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
+             is_samples: int = 16, steps: int | None = None, finetune_lr: float = 3e-4,
+             seed: int = 0) -> dict[int, dict[str, dict]]:
+    """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
+
+    Each class of an episode is one task: its first K support images go in, ``n_samples`` images come
+    out; its ``n_query`` held-out images are the prototypes for fidelity and the reference set of the
+    Fréchet distance, and the first ``nll_images`` of them are scored (−ELBO and IS-NLL, ``is_samples``).
+    The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
+    are per parameter, so more steps at test time are allowed); the joint VAE is fine-tuned for ``steps``
+    and 4 × ``steps`` (Adam, ``finetune_lr``: the best single rate over K ∈ {1, 5} on the validation
+    split). Every method draws the same sampling and scoring noise (common random numbers), so paired
+    differences are not blurred by the draws.
+
+    Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
+    "samples": [T, n_samples, 1, 28, 28]}}}``, T = n_episodes · n_way class-tasks in the same order for
+    every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
+    """
+    episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
+    tasks = n_episodes * n_way
+    device = model.context.device
+    supports = episode.support.view(tasks, max(k_shots), *IMAGE_SHAPE).to(device)
+    query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
+    query_feats = features(classifier, query)                                                 # [T, Q, D]
+    query = query.to(device)
+    steps = cfg.inner_steps if steps is None else steps
+    results: dict[int, dict[str, dict]] = {}
+    for k in k_shots:
+        support = supports[:, :k]
+        def rng(use: int) -> torch.Generator:   # 0: adaptation, 1: sampling, 2: scoring — fresh per method
+            return torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
+        methods = {
+            "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps)),
+            "meta-learned, before adaptation": (meta_params, {}),
+            "joint VAE, N(0, I) prior": (joint, {}),
+            "joint VAE, support-fitted Gaussian": (joint, support_gaussian(model, joint, support, spread)),
+            **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, finetune_lr, rng(0)))
+               for n in (steps, 4 * steps)},
+        }
+        results[k] = {}
+        for name, (params, task_params) in methods.items():
+            nelbo, nll = query_scores(model, params, task_params, query[:, :nll_images], is_samples, rng(2))
+            generated = sample(model, params, task_params, n_samples, rng(1), tasks=tasks)
+            results[k][name] = {**_quality(generated.cpu(), query_feats, classifier, n_way),
+                                "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy()}
+        nothing = torch.full((tasks,), math.nan).numpy()
+        results[k]["real support"] = {**_quality(support.cpu(), query_feats, classifier, n_way), "nelbo": nothing,
+                                      "nll": nothing}
+    return results
+
+
+def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int) -> dict:
+    """Fidelity, diversity (per task) and the pooled Fréchet distance of ``generated`` ``[T, G, 1, 28, 28]``."""
+    feats = features(classifier, generated)                                                    # [T, G, D]
+    episodes = feats.view(-1, n_way, *feats.shape[1:]), query_feats.view(-1, n_way, *query_feats.shape[1:])
+    return {"fidelity": fidelity_from_features(*episodes).flatten().numpy(), "diversity": diversity(generated).numpy(),
+            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated}

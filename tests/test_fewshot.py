@@ -1,0 +1,69 @@
+"""Tests of metagen_utils.fewshot: the baselines of notebook 04 (support-fitted Gaussian, pooled latent
+spread, fine-tuning) and the evaluation protocol that scores every method on the same class-tasks."""
+import math
+
+import torch
+
+from metagen_utils import fewshot, generation as gen
+from metagen_utils.classifier import GlyphClassifier
+from metagen_utils.meta import init_meta_params, params_of
+# The small model, glyph tasks and one-thread fixture (autouse here too) of the generation tests.
+from test_generation import adapt_config, glyphs, one_thread, vae  # noqa: F401
+
+
+def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(glyph_set):
+    model = vae()
+    support = glyphs(glyph_set, 2, 3)[0]
+    within, posterior_var = torch.full((4,), 0.5), torch.full((4,), 0.1)
+    prior = fewshot.support_gaussian(model, params_of(model), support, (within, posterior_var))["prior.bias"]
+    mu = model(support.flatten(0, 1), "posterior")[:, :4].view(2, 3, 4).mean(1)
+    torch.testing.assert_close(prior[:, :4], mu.detach())
+    torch.testing.assert_close(prior[:, 4:], torch.full((2, 4), math.log(0.5 * (1 + 1 / 3) + 0.1)))
+
+
+def test_latent_spread_pools_the_within_class_variance_of_the_posterior_means(glyph_set):
+    model = vae()
+    images = glyph_set.split("background").select_classes([3, 10, 40])
+    within, posterior_var = fewshot.latent_spread(model, params_of(model), images, classes=3)
+    with torch.no_grad():
+        stats = model(torch.from_numpy(images.images), "posterior")
+    mu, labels = stats[:, :4], torch.from_numpy(images.labels)
+    squares = sum(((mu[labels == c] - mu[labels == c].mean(0)) ** 2).sum(0) for c in range(3))
+    torch.testing.assert_close(within, squares / (len(mu) - 3))
+    torch.testing.assert_close(posterior_var, stats[:, 4:].exp().mean(0))
+
+
+def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set):
+    model = vae()
+    support = glyphs(glyph_set, 2, 3)[0]
+    joint = params_of(model)
+    tuned = fewshot.finetune(model, joint, support, steps=8, lr=1e-3, generator=torch.Generator().manual_seed(0))
+    assert not any(n.startswith(("prior", "context", "decoder.film")) for n in tuned)
+    x = gen.pack(support, torch.zeros(2, 3, 1, 4))        # z at the posterior mean: the deterministic part
+    with torch.no_grad():
+        before = gen.per_task(model, joint, {}, x, "nelbo").mean(1)
+        after = gen.per_task(model, joint, tuned, x, "nelbo").mean(1)
+    assert torch.all(after < before)
+
+
+def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
+    model = vae()
+    joint = params_of(model)
+    cfg = adapt_config(inner_steps=1)
+    meta = init_meta_params(model, cfg)
+    spread = (torch.ones(4), torch.full((4,), 0.1))
+    classifier = GlyphClassifier(num_classes=3).eval()
+    results = fewshot.evaluate(model, meta, joint, cfg, classifier, glyph_set.split("evaluation"), spread,
+                               k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, nll_images=1,
+                               is_samples=2)
+    assert sorted(results) == [1, 2]
+    methods = results[1]
+    assert len(methods) == 7 and "real support" in methods
+    for name, scores in methods.items():
+        for key in ("nelbo", "nll", "fidelity", "diversity"):
+            assert scores[key].shape == (6,), (name, key)
+        assert math.isfinite(scores["frechet"])
+        finite = name != "real support"
+        assert bool(torch.isfinite(torch.from_numpy(scores["nll"])).all()) == finite, name
+    adapted = methods["meta-learned, adapted"]
+    assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
