@@ -188,6 +188,17 @@ def complete(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks,
     return torch.cat(out, dim=1)
 
 
+def _square_root(rule: dict[str, Tensor], step: int) -> Tensor | None:
+    """R with M_step = R Rᵀ for the scalar, diagonal and full rules (None for low rank)."""
+    j = lambda t: t[min(step, len(t) - 1)]
+    if "L" in rule:
+        return j(rule["L"])
+    if "U" in rule:
+        return None
+    p = rule["theta0"].numel()
+    return torch.diag(j(rule["sqrt_rate"]).expand(p).to(rule["theta0"].dtype))
+
+
 def step_eigenvalues(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks, step: int = 0) -> list[Tensor]:
     """The eigenvalues μ of M A per task, on the directions the support data reaches (A's range). Along
     each, one step multiplies the error by 1 − μ: it shrinks for 0 < μ < 2 and grows beyond 2."""
@@ -198,7 +209,11 @@ def step_eigenvalues(rule: dict[str, Tensor], features: Tensor, tasks: Completio
         for t in range(len(tasks)):
             x = design[tasks.observed[t]]
             A = (2.0 / len(x)) * x.T @ x
-            mu = torch.linalg.eigvals(precondition(rule, step, A))  # spectrum of A M = spectrum of M A
+            root = _square_root(rule, step)
+            if root is None:   # low rank: M has no handy square root; the spectrum of A M is that of M A
+                mu = torch.linalg.eigvals(precondition(rule, step, A))
+            else:              # M = R Rᵀ, so M A has the spectrum of the symmetric Rᵀ A R: eigvalsh, fast
+                mu = torch.linalg.eigvalsh(root.T @ A @ root)
             out.append(mu[mu.abs() > 1e-8 * mu.abs().max()])
     return out
 

@@ -141,3 +141,19 @@ def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
         return value
     lbfgs.step(closure)
     torch.testing.assert_close(search.detach(), theta, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", curvature.KINDS)
+def test_step_eigenvalues_are_the_spectrum_of_m_a_for_every_kind_of_rule(setup, kind):
+    _, features, tasks = setup
+    rule = curvature.init_rule(torch.zeros(33, dtype=torch.float64), kind, 0.05, 1, rank=3)
+    with torch.no_grad():   # move every rule off plain gradient descent so that M is not a multiple of I
+        for name, tensor in rule.items():
+            if name != "theta0":
+                tensor.add_(0.05 * torch.randn(tensor.shape, dtype=tensor.dtype, generator=torch.Generator().manual_seed(1)))
+    x = completion.with_bias(features)[tasks.observed[0]]
+    A = (2.0 / len(x)) * x.T @ x
+    expected = torch.linalg.eigvals(curvature.precondition({k: v.detach() for k, v in rule.items()}, 0, A))
+    expected = expected[expected.abs() > 1e-8 * expected.abs().max()]
+    got = curvature.step_eigenvalues(rule, features, tasks.select([0]))[0]
+    torch.testing.assert_close(torch.sort(got.real).values, torch.sort(expected.real).values, rtol=1e-7, atol=1e-9)
