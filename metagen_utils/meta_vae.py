@@ -24,20 +24,17 @@ from .errors import ConfigError
 from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
 from .tasks import Episode
 
-# The notebook's settings (cpu) and four times its training (full), as run configurations.
+# Notebook 04's model and adaptation; the cpu profile is the notebook's training, full four times it.
+MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 1200, "joint_lr": 2e-3, "inner_steps": 3,
+         "inner_lr": 0.5, "test_steps": 6, "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
+         "is_samples": 16}
 PROFILES = {
     "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 64, "eval_tasks": 200,
-            "model_config": {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 1200,
-                             "joint_lr": 2e-3, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
-                             "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
-                             "is_samples": 16},
+            "model_config": MODEL,
             "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
                       "checkpoint_every": 100, "validate_every": 100}},
     "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
-             "model_config": {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 4800,
-                              "joint_lr": 2e-3, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
-                              "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
-                              "is_samples": 64},
+             "model_config": {**MODEL, "joint_steps": 4800, "is_samples": 64},
              "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
                        "checkpoint_every": 200, "validate_every": 200}},
 }
