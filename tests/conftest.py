@@ -15,12 +15,17 @@ os.environ.setdefault("CI", "1")
 os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.fspath.ext == ".ipynb":
             item.add_marker(pytest.mark.notebooks)
             item.add_marker(pytest.mark.slow)
-    # Checks of what the notebooks wrote go last, after nbval has executed them.
+    # Checks of what the notebooks wrote go last, after nbval has executed them; with no notebook in
+    # this run there is nothing for them to check, so they are deselected (pytest reports the count).
+    after = [item for item in items if item.get_closest_marker("after_notebooks")]
+    if after and not any(item.fspath.ext == ".ipynb" for item in items):
+        config.hook.pytest_deselected(items=after)
+        items[:] = [item for item in items if item not in after]
     items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)
 
 

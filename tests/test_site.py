@@ -188,3 +188,12 @@ def test_every_committed_notebook_has_a_title_cell_for_the_index():
         title, summary = notebook_title(path)
         assert title.startswith(path.name[:2]), f"{path.name}: title {title!r} does not start with its number"
         assert summary, f"{path.name}: no sentence under the title for the index"
+
+
+@pytest.mark.parametrize("ci, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_browser_fails_under_ci_and_is_skipped_elsewhere_naming_it(tmp_path, monkeypatch, ci, outcome):
+    monkeypatch.setenv("METAGEN_CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("METAGEN_CHROMEDRIVER", str(tmp_path / "no-chromedriver"))
+    monkeypatch.setenv("METAGEN_UNDER_CI", ci)
+    with pytest.raises(outcome, match="chromium and chromedriver not found"):
+        browser_binaries()
