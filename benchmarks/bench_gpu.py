@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 
 from metagen_utils import generation as gen
+from metagen_utils.meta_vae import MODEL, meta_config
 from metagen_utils.files import write_json
 from metagen_utils.glyphs import load_glyphs
-from metagen_utils.meta import MetaConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
-META = MetaConfig("metasgd", inner_steps=3, inner_lr=0.5, adapt=("context", "decoder.up"))  # notebook 04's
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
@@ -45,15 +44,15 @@ def time_meta_training(images, device: str, amp_name: str, tasks_per_step: int, 
                        warmup: int) -> dict:
     """Seconds per meta-training step and peak memory for one precision and batch size."""
     torch.manual_seed(0)
-    model = gen.ConditionalVAE(latent_dim=16, context_dim=16, width=16).to(device)
-    kwargs = dict(meta_batch_size=tasks_per_step, outer_lr=4e-3, initial_rates={"decoder.up": 1e-4},
+    model = gen.ConditionalVAE(MODEL["latent_dim"], MODEL["context_dim"], MODEL["width"]).to(device)
+    kwargs = dict(meta_batch_size=tasks_per_step, outer_lr=4e-3, initial_rates=MODEL["initial_rates"],
                   amp_dtype=DTYPES[amp_name])
-    gen.meta_train(model, META, images, steps=warmup, **kwargs)       # kernels chosen, caches warm
+    gen.meta_train(model, meta_config(MODEL), images, steps=warmup, **kwargs)   # kernels chosen, caches warm
     synchronize(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    _, losses = gen.meta_train(model, META, images, steps=steps, **kwargs)
+    _, losses = gen.meta_train(model, meta_config(MODEL), images, steps=steps, **kwargs)
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.startswith("cuda") else None

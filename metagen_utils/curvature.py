@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .completion import CompletionTasks, make_tasks, with_bias
+from .completion import CompletionTasks, make_tasks, normal_equations, with_bias
 from .config import progress_disabled
 from .data import ImageSet
 from .errors import ConfigError, MetaLearningError
@@ -62,9 +62,14 @@ def init_rule(theta0: Tensor, kind: str, lr: float, steps: int, per_step: bool =
     return {name: t.requires_grad_(True) for name, t in rule.items()}
 
 
+def _at_step(t: Tensor, step: int) -> Tensor:
+    """Step ``step``'s copy of a rule tensor: a shared M has one copy, a per-step M one per step."""
+    return t[min(step, len(t) - 1)]
+
+
 def precondition(rule: dict[str, Tensor], step: int, grad: Tensor) -> Tensor:
     """M_step applied to gradients ``[tasks, P]`` (M is symmetric, so g M = (M g)ᵀ)."""
-    j = lambda t: t[min(step, len(t) - 1)]  # a shared M has one copy, a per-step M one per step
+    j = lambda t: _at_step(t, step)
     if "L" in rule:
         L = j(rule["L"])
         return (grad @ L) @ L.T
@@ -190,7 +195,7 @@ def complete(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks,
 
 def _square_root(rule: dict[str, Tensor], step: int) -> Tensor | None:
     """R with M_step = R Rᵀ for the scalar, diagonal and full rules (None for low rank)."""
-    j = lambda t: t[min(step, len(t) - 1)]
+    j = lambda t: _at_step(t, step)
     if "L" in rule:
         return j(rule["L"])
     if "U" in rule:
@@ -202,14 +207,13 @@ def _square_root(rule: dict[str, Tensor], step: int) -> Tensor | None:
 def step_eigenvalues(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks, step: int = 0) -> list[Tensor]:
     """The eigenvalues μ of M A per task, on the directions the support data reaches (A's range). Along
     each, one step multiplies the error by 1 − μ: it shrinks for 0 < μ < 2 and grows beyond 2."""
-    design = with_bias(features.to(tasks.pixels.dtype))
+    features = features.to(tasks.pixels.dtype)
     rule = {k: v.detach().to(tasks.pixels.dtype) for k, v in rule.items()}
+    root = _square_root(rule, step)
     out = []
     with torch.no_grad():
         for t in range(len(tasks)):
-            x = design[tasks.observed[t]]
-            A = (2.0 / len(x)) * x.T @ x
-            root = _square_root(rule, step)
+            A, _ = normal_equations(features[tasks.observed[t]], tasks.pixels[t, tasks.observed[t]])
             if root is None:   # low rank: M has no handy square root; the spectrum of A M is that of M A
                 mu = torch.linalg.eigvals(precondition(rule, step, A))
             else:              # M = R Rᵀ, so M A has the spectrum of the symmetric Rᵀ A R: eigvalsh, fast

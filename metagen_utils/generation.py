@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,25 +44,6 @@ from .tasks import EpisodeSampler
 IMAGE_SHAPE = (1, 28, 28)
 PIXELS = 28 * 28
 MODES = ("nelbo", "log_weights", "decode", "posterior")
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Sizes and schedules, calibrated for the CPU profile (2 cores: ≈ 30 s joint VAE + 75 s meta-training
-    on one core). ``test_steps``: inner steps when evaluating — more than the 3 trained with, which Meta-SGD's
-    per-parameter rates allow, trading ≈ 3 nats of K = 1 NLL for +0.06 fidelity (and gaining both at K = 5)."""
-
-    latent_dim: int = 16
-    context_dim: int = 16
-    width: int = 16
-    joint_steps: int = 1200
-    joint_lr: float = 2e-3
-    meta_steps: int = 400
-    meta_batch_size: int = 16
-    outer_lr: float = 4e-3
-    meta: MetaConfig = MetaConfig("metasgd", inner_steps=3, inner_lr=0.5, adapt=("context", "decoder.up"))
-    initial_rates: tuple[tuple[str, float], ...] = (("decoder.up", 1e-4),)
-    test_steps: int = 6
 
 
 class Encoder(nn.Module):

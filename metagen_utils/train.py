@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from . import meta_vae
 from .checkpoint import check_config, copy_checkpoint, load_checkpoint, restore, save_checkpoint
 from .config import progress_disabled
 from .data import ImageSet
@@ -322,21 +323,14 @@ def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str,
         evaluate_fn=evaluate, generate_fn=generate)
 
 
-def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
-             pretrain_on: ImageSet | None = None) -> MetaModel:
-    """Notebook 04's conditional-prior VAE: see :mod:`metagen_utils.meta_vae`."""
-    from .meta_vae import meta_vae as build   # lazily: that module imports this one
-    return build(run, image_shape, device, pretrain_on)
-
-
 # A model plugs in by name: a builder (run, image_shape, device, pretrain_on=None) → MetaModel, where
 # pretrain_on is the background split when a new run starts (for a model with a pretraining stage).
-MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae}
+MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae.meta_vae}
 
 
 # inner_lr is large because a per-pixel mean squared error has small gradients: in a 40-step cpu run on the
 # glyphs, rate 0.5 barely adapted (query MSE 0.119 → 0.119) while 5.0 did (0.26 → 0.092).
-RUN_PROFILES = {   # conv_generator's; meta_vae's are in metagen_utils.meta_vae
+RUN_PROFILES = {   # conv_generator's
     "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 8, "val_tasks": 32, "eval_tasks": 100,
             "model_config": {"latent_dim": 32, "algorithm": "maml", "inner_steps": 1, "inner_lr": 5.0},
             "train": {"steps": 300, "outer_lr": 1e-3, "warmup_steps": 20, "checkpoint_every": 50,
@@ -348,6 +342,9 @@ RUN_PROFILES = {   # conv_generator's; meta_vae's are in metagen_utils.meta_vae
 }
 
 
+PROFILES_BY_MODEL = {"conv_generator": RUN_PROFILES, "meta_vae": meta_vae.PROFILES}
+
+
 def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
                  tasks_per_step: int | None = None, pretrain_steps: int | None = None) -> tuple[dict, TrainConfig]:
     """(run config saved in checkpoints, TrainConfig) for a profile and the command-line overrides."""
@@ -355,11 +352,7 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
         raise ConfigError(f"profile={profile!r} is not valid; expected one of {sorted(RUN_PROFILES)}")
     if model not in MODELS:
         raise ConfigError(f"model={model!r} is not valid; expected one of {sorted(MODELS)}")
-    if model == "meta_vae":
-        from .meta_vae import PROFILES
-        base = PROFILES[profile]
-    else:
-        base = RUN_PROFILES[profile]
+    base = PROFILES_BY_MODEL[model][profile]
     run = {key: value for key, value in base.items() if key != "train"}
     run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
     if tasks_per_step is not None:
