@@ -380,11 +380,13 @@ def profile_default(setup: Setup, steps: int, top: int = 8) -> None:
             print(f"    {e.key:<28} {ms:7.1f} ms  {ms / total:5.1%}  {e.count // steps:>3}×  {shapes}")
 
 
-def conv_kernels(setup: Setup, repeats: int = 5) -> None:
+def conv_kernels(setup: Setup, repeats: int = 5) -> float:
     """Forward + backward of each ConvTranspose2d as vmap runs it (one grouped convolution, groups = tasks),
-    as the loops run it (one convolution per task) and, for scale, with one weight shared by every task."""
+    as the loops run it (one convolution per task) and, for scale, with one weight shared by every task.
+    Returns the seconds of one forward + backward of both layers as vmap runs them."""
     tasks, k = setup.tasks, setup.k_shot
     print(f"\nConvTranspose2d forward + backward, float32, {tasks} tasks × {k} images (median of {repeats}):")
+    grouped_ms = 0.0
     for c_in, c_out, size in ((64, 32, setup.image_size // 4), (32, 1, setup.image_size // 2)):
         def run(x: Tensor, w: Tensor, groups: int) -> None:
             y = F.conv_transpose2d(x, w, stride=2, padding=1, groups=groups)
@@ -397,7 +399,7 @@ def conv_kernels(setup: Setup, repeats: int = 5) -> None:
         cases = {"vmap (grouped)": lambda: run(*grouped, tasks),
                  "per-task loop": lambda: [run(*single, 1) for _ in range(tasks)],
                  "shared weight": lambda: run(*dense, 1)}
-        ms = {}
+        ms: dict[str, float] = {}
         for name, fn in cases.items():
             fn()
             times = []
@@ -409,7 +411,20 @@ def conv_kernels(setup: Setup, repeats: int = 5) -> None:
         print(f"  {c_in:>2}→{c_out:<2} {size}×{size}→{2 * size}×{2 * size}: "
               + ", ".join(f"{name} {t:.1f} ms" for name, t in ms.items())
               + f"; loop / vmap {ms['per-task loop'] / ms['vmap (grouped)']:.1f}×")
+        grouped_ms += ms["vmap (grouped)"]
     print("  the vmapped path gains on the loop in its convolutions no more than these kernel ratios")
+    return grouped_ms / 1000
+
+
+def first_order_ceiling(setup: Setup, conv_seconds: float, loop_seconds: list[float]) -> None:
+    """A first-order meta-step runs the convolutions forward and backward once per inner step and once on
+    the query set (same image counts), so the grouped convolutions alone bound the vmap path's speed-up."""
+    passes = setup.inner_steps + 1
+    floor = passes * conv_seconds
+    loop = statistics.median(loop_seconds)
+    print(f"  first order: {passes} forward + backward passes × {1000 * conv_seconds:.1f} ms = {1000 * floor:.0f} ms "
+          f"per meta-step in vmap's grouped convolutions alone, against the per-task loop's {1000 * loop:.0f} ms: "
+          f"with nothing else, the speed-up could reach {loop / floor:.1f}× (goal {GOALS['first']:.0f}×)")
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -483,7 +498,8 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
 
     if not args.no_profile:
         profile_default(setup, steps=1 if args.quick else 3)
-        conv_kernels(setup, repeats=3 if args.quick else 7)
+        first_order_ceiling(setup, conv_kernels(setup, repeats=3 if args.quick else 7),
+                            seconds["first", REFERENCE])
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return speedups
 

@@ -9,7 +9,8 @@ softmax over the *background* classes, whose penultimate layer is the feature sp
 * :func:`diversity` — mean pairwise L2 distance within one class's generated set, so that copying the
   support images (high fidelity, low diversity) is visible.
 * :func:`frechet_distance` — the Fréchet distance between Gaussians fitted to two feature sets (FID
-  with this classifier in place of Inception).
+  with this classifier in place of Inception); :func:`frechet_difference` compares two generators on the
+  same tasks with a bootstrap interval, since a pooled distance has no per-task scores to average.
 
 The classifier has GroupNorm and no BatchNorm, so its features of an image do not depend on which
 other images share the batch.
@@ -169,6 +170,35 @@ def frechet_distance(feats_a: Tensor | np.ndarray, feats_b: Tensor | np.ndarray,
     root_a = _sqrtm_psd(cov_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
     return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
+def frechet_difference(feats_a: Tensor, feats_b: Tensor, reference: Tensor, resamples: int = 200,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Fréchet(a, reference) − Fréchet(b, reference) and the half-width of its ``level`` interval.
+
+    feats_a, feats_b: ``[T, G, D]`` features of two generators' samples for the same T tasks; reference:
+    ``[T, Q, D]`` features of those tasks' real images. The difference is computed on all tasks; the
+    interval is the normal bootstrap one (z × standard deviation over ``resamples`` resamples of T tasks
+    drawn with replacement, the same tasks for a, b and the reference, so the comparison stays paired).
+    Negative: a is closer to the real images than b.
+    """
+    a, b, ref = (np.asarray(f.detach().cpu() if isinstance(f, Tensor) else f, dtype=np.float64)
+                 for f in (feats_a, feats_b, reference))
+    if a.ndim != 3 or a.shape != b.shape or ref.ndim != 3 or ref.shape[::2] != a.shape[::2]:
+        raise DataError(f"frechet_difference: expected feats_a and feats_b [T, G, D] of one shape and a "
+                        f"reference [T, Q, D] with the same T and D; found {a.shape}, {b.shape} and {ref.shape}")
+    if resamples < 2:
+        raise ConfigError(f"frechet_difference: resamples={resamples}; expected at least 2")
+
+    def difference(tasks: np.ndarray) -> float:
+        pooled = ref[tasks].reshape(-1, ref.shape[2])
+        return (frechet_distance(a[tasks].reshape(-1, a.shape[2]), pooled)
+                - frechet_distance(b[tasks].reshape(-1, b.shape[2]), pooled))
+
+    rng = np.random.default_rng(seed)
+    draws = [difference(rng.integers(0, len(a), len(a))) for _ in range(resamples)]
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
+    return difference(np.arange(len(a))), z * float(np.std(draws, ddof=1))
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:

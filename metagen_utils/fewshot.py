@@ -104,7 +104,8 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     differences are not blurred by the draws.
 
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
-    "samples": [T, n_samples, 1, 28, 28]}}}``, T = n_episodes · n_way class-tasks in the same order for
+    "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
+    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`)}}}``, T = n_episodes · n_way class-tasks in the same order for
     every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
     """
     episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
@@ -145,4 +146,5 @@ def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_wa
     feats = features(classifier, generated)                                                    # [T, G, D]
     episodes = feats.view(-1, n_way, *feats.shape[1:]), query_feats.view(-1, n_way, *query_feats.shape[1:])
     return {"fidelity": fidelity_from_features(*episodes).flatten().numpy(), "diversity": diversity(generated).numpy(),
-            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated}
+            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated,
+            "features": feats, "reference_features": query_feats}

@@ -164,26 +164,54 @@ def _inner_loop(module: nn.Module, params: Params, names: Sequence[str], schedul
     each step and the support loss ``[steps]`` each step descended (detached, for the finiteness check)."""
     shared = {n: t for n, t in params.items() if n not in names}
     fast = {n: params[n] for n in names}
-    if not functional:   # autograd.grad needs tensors in a graph: Reptile passes detached θ
-        fast = {n: t if t.requires_grad else t.detach().requires_grad_() for n, t in fast.items()}
 
-    def support_loss(fast: Params) -> Tensor:
+    def support_loss(fast: Params, shared: Params) -> Tensor:
         return loss_fn(functional_call(module, {**shared, **fast}, (support_x,)), support_y)
 
-    trajectory, losses = [], []
-    for rate in schedule:
+    def gradient(fast: Params, shared: Params = shared) -> tuple[Params, Tensor]:
         if functional:
-            grads, loss = grad_and_value(support_loss)(fast)
-            if not create_graph:
-                grads = {n: g.detach() for n, g in grads.items()}
-        else:
-            loss = support_loss(fast)
-            found = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph, allow_unused=True)
-            grads = {n: torch.zeros_like(t) if g is None else g for (n, t), g in zip(fast.items(), found)}
-        fast = {n: fast[n] - (rate[n] if isinstance(rate, dict) else rate) * grads[n] for n in names}
-        trajectory.append(fast)
+            return grad_and_value(support_loss)(fast, shared)
+        loss = support_loss(fast, shared)
+        found = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph, allow_unused=True)
+        return {n: torch.zeros_like(t) if g is None else g for (n, t), g in zip(fast.items(), found)}, loss
+
+    def rate_of(rate: Rate, name: str) -> Tensor | float:
+        return rate[name] if isinstance(rate, dict) else rate
+
+    trajectory, losses = [], []
+    if create_graph:
+        if not functional:   # autograd.grad needs tensors in a graph: callers may pass detached θ
+            fast = {n: t if t.requires_grad else t.detach().requires_grad_() for n, t in fast.items()}
+        for rate in schedule:
+            grads, loss = gradient(fast)
+            fast = {n: fast[n] - rate_of(rate, n) * grads[n] for n in names}
+            trajectory.append(fast)
+            losses.append(loss.detach())
+        return trajectory, torch.stack(losses)
+    # First order: the inner gradients are constants, so descend on detached weights (the outer autograd
+    # records none of the inner forward and backward passes) and attach each step's weights to θ and the
+    # learned rates through terms that are exactly zero but carry their gradients:
+    #     θ_j = walk_j + (θ − sg θ) − Σ_{i<j} (α_i − sg α_i) ⊙ g_i,   sg = stop-gradient,
+    # the same numbers as walk_j, and the derivatives of θ − Σ α_i ⊙ g_i with the g_i held constant.
+    walk, constant = {n: t.detach() for n, t in fast.items()}, {n: t.detach() for n, t in shared.items()}
+    attach = {n: t - t.detach() for n, t in fast.items()}
+    for rate in schedule:
+        if not functional:   # autograd.grad needs leaves that require grad
+            walk = {n: t.detach().requires_grad_() for n, t in walk.items()}
+        grads, loss = gradient(walk, constant)
+        grads = {n: g.detach() for n, g in grads.items()}
+        walk = {n: walk[n].detach() - _detached(rate_of(rate, n)) * grads[n] for n in names}
+        for n in names:
+            learned = rate_of(rate, n)
+            if isinstance(learned, Tensor) and learned.requires_grad:
+                attach[n] = attach[n] - (learned - learned.detach()) * grads[n]
+        trajectory.append({n: walk[n] + attach[n] for n in names})
         losses.append(loss.detach())
     return trajectory, torch.stack(losses)
+
+
+def _detached(rate: Tensor | float) -> Tensor | float:
+    return rate.detach() if isinstance(rate, Tensor) else rate
 
 
 def inner_loop(module: nn.Module, params: Params, support_x: Tensor, support_y: Tensor, loss_fn: LossFn,

@@ -24,7 +24,8 @@ from .errors import ConfigError
 from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
 from .tasks import Episode
 
-# Notebook 04's model and adaptation; the cpu profile is the notebook's training, full four times it.
+# Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
+# (twice the channels, four times the steps).
 # test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
 # rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
 MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 1200, "joint_lr": 2e-3, "inner_steps": 3,
@@ -36,7 +37,7 @@ PROFILES = {
             "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
                       "checkpoint_every": 100, "validate_every": 100}},
     "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
-             "model_config": {**MODEL, "joint_steps": 4800, "is_samples": 64},
+             "model_config": {**MODEL, "width": 32, "joint_steps": 4800, "is_samples": 64},
              "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
                        "checkpoint_every": 200, "validate_every": 200}},
 }

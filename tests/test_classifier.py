@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metagen_utils.classifier import (GlyphClassifier, diversity, features, fidelity, fidelity_from_features,
-                                      frechet_distance, train_classifier)
+                                      frechet_difference, frechet_distance, train_classifier)
 from metagen_utils.errors import DataError
 from metagen_utils.tasks import EpisodeSampler
 
@@ -130,3 +130,37 @@ def test_real_support_images_are_faithful_to_their_class_with_a_quickly_trained_
     shuffled = fidelity(classifier, support[:, torch.tensor([1, 2, 3, 4, 0])], query).mean().item()
     assert real > 0.5, f"real support fidelity {real:.2f}: the features do not separate unseen classes"
     assert shuffled < 0.2, f"support images under the wrong labels scored {shuffled:.2f}"
+
+
+def feature_sets(shift: float = 0.0, tasks: int = 30, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    reference = torch.randn(tasks, 8, 4, generator=g, dtype=torch.float64)
+    near = torch.randn(tasks, 6, 4, generator=g, dtype=torch.float64)
+    far = torch.randn(tasks, 6, 4, generator=g, dtype=torch.float64) + shift
+    return near, far, reference
+
+
+def test_frechet_difference_is_the_difference_of_pooled_distances_with_an_interval_that_separates_a_shift():
+    near, far, reference = feature_sets(shift=1.0)
+    diff, half = frechet_difference(near, far, reference, seed=0)
+    pooled = reference.reshape(-1, 4)
+    expected = frechet_distance(near.reshape(-1, 4), pooled) - frechet_distance(far.reshape(-1, 4), pooled)
+    assert diff == pytest.approx(expected, rel=1e-12)
+    assert diff < -2.0 and 0 < half < abs(diff)          # a shift of 1 in 4 dimensions: about −4
+    assert frechet_difference(near, far, reference, seed=0) == (diff, half)   # one seed, one interval
+
+
+def test_frechet_difference_of_a_generator_with_itself_is_zero_and_of_two_alike_ones_is_not_separated():
+    near, _, reference = feature_sets()
+    assert frechet_difference(near, near, reference) == (0.0, 0.0)
+    other, _, _ = feature_sets(seed=1)
+    diff, half = frechet_difference(near, other.clone(), reference)
+    assert abs(diff) < half
+
+
+def test_frechet_difference_rejects_mismatched_feature_sets():
+    near, far, reference = feature_sets()
+    with pytest.raises(DataError, match=r"frechet_difference: .*found \(30, 6, 4\), \(30, 5, 4\)"):
+        frechet_difference(near, far[:, :5], reference)
+    with pytest.raises(DataError, match="same T and D"):
+        frechet_difference(near, far, reference[:10])

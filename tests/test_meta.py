@@ -139,6 +139,36 @@ def test_meta_gradient_equals_least_squares_closed_form_on_the_linear_network(al
     torch.testing.assert_close(as_flat(grads), closed_form, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("vectorised", [True, False])
+def test_first_order_meta_gradient_equals_the_textbook_loop_with_shared_weights_and_learned_rates(vectorised):
+    """The kit descends on detached weights at first order and rebuilds the path from θ; the textbook
+    form keeps every inner step in the graph and detaches the gradients. Same math, so the same numbers:
+    the adapted context's and the shared weights' gradients, and the per-step rates'."""
+    module, batch = mlp(context_dim=3), task_batch(tasks=3)
+    cfg = MetaConfig("fomaml", inner_steps=3, inner_lr=0.3, per_step_lr=True, multi_step_loss=True,
+                     adapt=("context",))
+    meta_params = init_meta_params(module, cfg)
+    _, grads = meta_gradient(module, meta_params, batch, cfg, F.mse_loss, vectorised)
+    learned = {n: t.detach().clone().requires_grad_() for n, t in meta_params.items()}
+    weights = {n: t for n, t in learned.items() if not n.startswith("inner_lr.")}
+    total = 0
+    for support_x, support_y, query_x, query_y in zip(*batch):
+        context, query_losses = weights["context"], []
+        for step in range(cfg.inner_steps):
+            loss = F.mse_loss(torch.func.functional_call(module, {**weights, "context": context}, (support_x,)),
+                              support_y)
+            (g,) = torch.autograd.grad(loss, [context])
+            context = context - learned["inner_lr.context"][step] * g.detach()
+            query_losses.append(F.mse_loss(torch.func.functional_call(module, {**weights, "context": context},
+                                                                      (query_x,)), query_y))
+        total = total + torch.stack(query_losses).mean() / len(batch.support_x)
+    expected = torch.autograd.grad(total, list(learned.values()), allow_unused=True)
+    for (name, t), e in zip(learned.items(), expected):
+        torch.testing.assert_close(grads[name], torch.zeros_like(t) if e is None else e, rtol=1e-10, atol=1e-13,
+                                   msg=name)
+    assert grads["inner_lr.context"].abs().sum() > 0 and grads["net.0.weight"].abs().sum() > 0
+
+
 def test_meta_gradients_still_match_closed_form_and_loop_after_set_num_threads_2():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -318,3 +348,13 @@ def test_inner_loop_rejects_a_per_step_rate_list_of_the_wrong_length():
     with pytest.raises(ConfigError, match=r"2 per-step rates given for steps=3"):
         inner_loop(module, params_of(module), batch.support_x[0], batch.support_y[0], F.mse_loss, steps=3,
                    lr=[0.1, 0.2])
+
+
+def test_inner_loop_adapts_detached_parameters_alike_at_first_and_second_order():
+    module, batch = linear_net(), task_batch(tasks=1)
+    detached = {n: t.detach() for n, t in params_of(module).items()}
+    second = inner_loop(module, detached, batch.support_x[0], batch.support_y[0], F.mse_loss, steps=3, lr=0.2)
+    first = inner_loop(module, detached, batch.support_x[0], batch.support_y[0], F.mse_loss, steps=3, lr=0.2,
+                       create_graph=False)
+    for name in detached:
+        assert torch.equal(first[name], second[name]) and not torch.equal(first[name], detached[name])
