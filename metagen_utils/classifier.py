@@ -163,9 +163,12 @@ def frechet_distance(feats_a: Tensor | np.ndarray, feats_b: Tensor | np.ndarray,
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise DataError(f"frechet_distance: expected two [n ≥ 2, D] feature sets with the same D; found "
                         f"{a.shape} and {b.shape}")
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    eye = np.eye(a.shape[1]) * ridge * max(float(np.trace(cov_a) + np.trace(cov_b)) / (2 * a.shape[1]), 1e-12)
+    return _frechet_from_moments(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False), ridge)
+
+
+def _frechet_from_moments(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray,
+                          ridge: float = 1e-6) -> float:
+    eye = np.eye(len(mean_a)) * ridge * max(float(np.trace(cov_a) + np.trace(cov_b)) / (2 * len(mean_a)), 1e-12)
     cov_a, cov_b = cov_a + eye, cov_b + eye
     root_a = _sqrtm_psd(cov_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
@@ -190,15 +193,26 @@ def frechet_difference(feats_a: Tensor, feats_b: Tensor, reference: Tensor, resa
     if resamples < 2:
         raise ConfigError(f"frechet_difference: resamples={resamples}; expected at least 2")
 
-    def difference(tasks: np.ndarray) -> float:
-        pooled = ref[tasks].reshape(-1, ref.shape[2])
-        return (frechet_distance(a[tasks].reshape(-1, a.shape[2]), pooled)
-                - frechet_distance(b[tasks].reshape(-1, b.shape[2]), pooled))
+    # Per-task sums of features and of their outer products: a resample's pooled mean and covariance are
+    # then sums over its tasks, with no pass over the samples themselves.
+    sums = [(f.shape[1], f.sum(1), np.einsum("tgd,tge->tde", f, f)) for f in (a, b, ref)]
+
+    def moments(which: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled mean and covariance of a resample that holds task t ``times[t]`` times."""
+        per_task, total, outer = sums[which]
+        count = per_task * times.sum()
+        mean = times @ total / count
+        return mean, (np.tensordot(times, outer, 1) - count * np.outer(mean, mean)) / (count - 1)
+
+    def difference(times: np.ndarray) -> float:
+        real = moments(2, times)
+        return _frechet_from_moments(*moments(0, times), *real) - _frechet_from_moments(*moments(1, times), *real)
 
     rng = np.random.default_rng(seed)
-    draws = [difference(rng.integers(0, len(a), len(a))) for _ in range(resamples)]
+    draws = [difference(np.bincount(rng.integers(0, len(a), len(a)), minlength=len(a)).astype(np.float64))
+             for _ in range(resamples)]
     z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
-    return difference(np.arange(len(a))), z * float(np.std(draws, ddof=1))
+    return difference(np.ones(len(a))), z * float(np.std(draws, ddof=1))
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
