@@ -10,7 +10,7 @@ DATA ?=
 PROFILE ?=
 RUN_ARGS := $(ARGS) $(if $(DATA),-p DATA '$(DATA)') $(if $(PROFILE),-p PROFILE $(PROFILE))
 
-.PHONY: setup run test test-fast notebooks site exercises lab bench bench-gpu lock clean
+.PHONY: setup run test browser test-fast notebooks site exercises lab bench bench-gpu lock clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,19 @@ run: $(STAMP)
 	$(PY) -m metagen_utils.harness run --out $(OUT) $(RUN_ARGS)
 
 ## The whole test suite: unit tests, then every notebook once under nbval against its committed outputs.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+## The system browser the site's test drives: Chromium and its driver, installed from Debian/Ubuntu packages
+## when missing (or set METAGEN_CHROMIUM and METAGEN_CHROMEDRIVER to binaries elsewhere).
+browser:
+	@if [ -n "$$METAGEN_CHROMIUM" ] && [ -n "$$METAGEN_CHROMEDRIVER" ]; then exit 0; fi; \
+	if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	echo "installing chromium and chromium-driver (the site's browser test needs them)"; \
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver; } || \
+	{ echo "make test: could not install chromium and chromium-driver with apt-get; install them, or set" \
+	       "METAGEN_CHROMIUM and METAGEN_CHROMEDRIVER to the binaries" >&2; exit 1; }
 
 ## Unit tests only, without the slow ones (for quick checks while editing).
 test-fast: $(STAMP)

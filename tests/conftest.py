@@ -9,8 +9,6 @@ import tempfile
 
 import pytest
 
-# Whether the suite itself runs under CI (the browser test must fail there, not skip), before CI is set.
-os.environ.setdefault("METAGEN_UNDER_CI", os.environ.get("CI", ""))
 os.environ.setdefault("CI", "1")
 os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")
 
