@@ -62,21 +62,20 @@ def init_rule(theta0: Tensor, kind: str, lr: float, steps: int, per_step: bool =
     return {name: t.requires_grad_(True) for name, t in rule.items()}
 
 
-def _at_step(t: Tensor, step: int) -> Tensor:
-    """Step ``step``'s copy of a rule tensor: a shared M has one copy, a per-step M one per step."""
-    return t[min(step, len(t) - 1)]
+def _at_step(rule: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+    """The tensors that make M for inner step ``step`` (θ₀ left out): a shared M has one copy of each,
+    a per-step M one per step."""
+    return {name: t[min(step, len(t) - 1)] for name, t in rule.items() if name != "theta0"}
 
 
 def precondition(rule: dict[str, Tensor], step: int, grad: Tensor) -> Tensor:
     """M_step applied to gradients ``[tasks, P]`` (M is symmetric, so g M = (M g)ᵀ)."""
-    j = lambda t: _at_step(t, step)
-    if "L" in rule:
-        L = j(rule["L"])
-        return (grad @ L) @ L.T
-    out = grad * j(rule["sqrt_rate"]) ** 2
-    if "U" in rule:
-        U = j(rule["U"])
-        out = out + (grad @ U) @ U.T
+    m = _at_step(rule, step)
+    if "L" in m:
+        return (grad @ m["L"]) @ m["L"].T
+    out = grad * m["sqrt_rate"] ** 2
+    if "U" in m:
+        out = out + (grad @ m["U"]) @ m["U"].T
     return out
 
 
@@ -195,13 +194,13 @@ def complete(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks,
 
 def _square_root(rule: dict[str, Tensor], step: int) -> Tensor | None:
     """R with M_step = R Rᵀ for the scalar, diagonal and full rules (None for low rank)."""
-    j = lambda t: _at_step(t, step)
-    if "L" in rule:
-        return j(rule["L"])
-    if "U" in rule:
+    m = _at_step(rule, step)
+    if "L" in m:
+        return m["L"]
+    if "U" in m:
         return None
     p = rule["theta0"].numel()
-    return torch.diag(j(rule["sqrt_rate"]).expand(p).to(rule["theta0"].dtype))
+    return torch.diag(m["sqrt_rate"].expand(p).to(rule["theta0"].dtype))
 
 
 def step_eigenvalues(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks, step: int = 0) -> list[Tensor]:

@@ -72,7 +72,8 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
     def one_task(xs: Tensor) -> Params:
         def loss(fast: Params, xi: Tensor) -> Tensor:
             return call(model, {**shared, **fast}, xi).mean()
-        fast, m, v = start, {n: torch.zeros_like(t) for n, t in start.items()}, {n: torch.zeros_like(t) for n, t in start.items()}
+        fast = start
+        m, v = ({n: torch.zeros_like(t) for n, t in start.items()} for _ in range(2))
         for t in range(1, steps + 1):
             g = grad(loss)(fast, xs[t - 1])
             m = {n: 0.9 * m[n] + 0.1 * g[n] for n in names}
@@ -105,8 +106,8 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
 
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
-    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`)}}}``, T = n_episodes · n_way class-tasks in the same order for
-    every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
+    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`)}}}``,
+    T = n_episodes · n_way class-tasks in the same order for every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
     """
     episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
     tasks = n_episodes * n_way

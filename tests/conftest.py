@@ -5,12 +5,18 @@ of their outputs (as when committed outputs were made), and ``METAGEN_RESULTS`` 
 metrics to a scratch folder instead of the repository's ``results/``.
 """
 import os
+import shutil
 import tempfile
 
 import pytest
 
 os.environ.setdefault("CI", "1")
 os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")
+
+
+def pytest_unconfigure(config):
+    # The scratch folder outlives every test that reads it; leave nothing behind in /tmp.
+    shutil.rmtree(os.environ["METAGEN_RESULTS"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
