@@ -44,7 +44,7 @@ def time_meta_training(images, device: str, amp_name: str, tasks_per_step: int, 
                        warmup: int) -> dict:
     """Seconds per meta-training step and peak memory for one precision and batch size."""
     torch.manual_seed(0)
-    model = gen.ConditionalVAE(MODEL["latent_dim"], MODEL["context_dim"], MODEL["width"]).to(device)
+    model = gen.ConditionalVAE(MODEL["latent_dim"], MODEL["context_dim"], MODEL["width"], MODEL["blocks"]).to(device)
     kwargs = dict(meta_batch_size=tasks_per_step, outer_lr=4e-3, initial_rates=MODEL["initial_rates"],
                   amp_dtype=DTYPES[amp_name])
     gen.meta_train(model, meta_config(MODEL), images, steps=warmup, **kwargs)   # kernels chosen, caches warm

@@ -18,9 +18,9 @@ from torch.func import grad, vmap
 
 from .classifier import diversity, features, fidelity_from_features, frechet_distance
 from .data import ImageSet
-from .generation import (IMAGE_SHAPE, JOINT_PREFIXES, ConditionalVAE, Params, adapt, call, pack, query_scores,
+from .generation import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, query_scores,
                          sample)
-from .meta import MetaConfig, select_adapted
+from .meta import MetaConfig
 from .tasks import EpisodeSampler
 
 
@@ -62,7 +62,7 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
              generator: torch.Generator, chunk: int = 16) -> Params:
     """The joint VAE fine-tuned per task: ``steps`` Adam steps (rate ``lr``, fresh noise each step) of the
     support −ELBO on encoder and decoder, prior N(0, I). Returns ``{name: [T, *shape]}``."""
-    names = select_adapted(list(joint), JOINT_PREFIXES)
+    names = joint_names(list(joint))
     shared = {n: t.detach() for n, t in joint.items() if n not in names}
     start = {n: joint[n].detach() for n in names}
     noise = torch.randn(support.shape[0], steps, support.shape[1], 1, model.latent_dim,

@@ -12,9 +12,10 @@ support images' negative ELBO with the kit's meta-optimizer (:mod:`metagen_utils
 rates); z ~ p(z | c_adapted), decoded, gives new images of the class.
 
 Parameter names suit ``MetaConfig.adapt`` prefixes: ``context``, ``prior.*``, ``encoder.{conv1,conv2,
-film,fc}.*``, ``decoder.{fc,film,up,out}.*``; ``adapt=("context", "decoder.up")`` adapts c and one decoder
-layer. At c = 0 the prior is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the
-jointly trained, class-agnostic VAE (:func:`train_joint`), which the baselines start from and
+film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for the decoder's optional
+residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
+is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
+class-agnostic VAE (:func:`train_joint`), which the baselines start from and
 meta-training (:func:`meta_train`) continues from.
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
@@ -83,21 +84,31 @@ def _modulate(h: Tensor, film: LinearMetaNet, c: Tensor) -> Tensor:
 class Decoder(nn.Module):
     """z ``[n, latent_dim]``, c ``[context_dim]`` → Bernoulli logits ``[n, 1, 28, 28]``.
 
-    Linear → FiLM(c) → two stride-2 transposed convolutions, no normalisation (its statistics would
-    couple the images of a task, and the adapted layers must stay plain functions of their weights).
+    Linear → FiLM(c) → stride-2 transposed convolution (7 → 14) → ``blocks`` residual 3×3 convolutions
+    at 14×14 → stride-2 transposed convolution (14 → 28). No normalisation: its statistics would couple
+    the images of a task, and the adapted layers must stay plain functions of their weights. Each
+    residual block h ← h + silu(conv(h)) starts at zero, so it adds nothing until training finds a use
+    for it (the full profile's one block sharpens strokes that two transposed convolutions blur).
     """
 
-    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, context_dim: int, width: int, blocks: int = 0) -> None:
         super().__init__()
         self.width = width
         self.fc = nn.Linear(latent_dim, 2 * width * 7 * 7)
         self.film = _identity_film(context_dim, 2 * width)
         self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
+        self.refine = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
+        for conv in self.refine:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
         self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         h = _modulate(F.silu(self.fc(z)).view(-1, 2 * self.width, 7, 7), self.film, c)
-        return self.out(F.silu(self.up(h)))
+        h = F.silu(self.up(h))
+        for conv in self.refine:
+            h = h + F.silu(conv(h))
+        return self.out(h)
 
 
 class ConditionalVAE(nn.Module):
@@ -115,11 +126,14 @@ class ConditionalVAE(nn.Module):
     * ``"posterior"`` — x = images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
     """
 
-    def __init__(self, latent_dim: int = 16, context_dim: int = 16, width: int = 16) -> None:
+    def __init__(self, latent_dim: int = 16, context_dim: int = 16, width: int = 16, blocks: int = 0) -> None:
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("context_dim", context_dim), ("width", width)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ConditionalVAE: {name}={value!r}; expected a positive integer")
+        if not isinstance(blocks, int) or blocks < 0:
+            raise ConfigError(f"ConditionalVAE: blocks={blocks!r}; expected a whole number ≥ 0 of residual "
+                              "decoder blocks")
         self.latent_dim, self.context_dim = latent_dim, context_dim
         self.encoder = Encoder(latent_dim, context_dim, width)
         self.context = nn.Parameter(torch.zeros(context_dim))
@@ -131,7 +145,7 @@ class ConditionalVAE(nn.Module):
             self.prior.weight.zero_()
             self.prior.weight[:latent_dim].copy_(torch.eye(latent_dim, context_dim))
             self.prior.bias.zero_()
-        self.decoder = Decoder(latent_dim, context_dim, width)
+        self.decoder = Decoder(latent_dim, context_dim, width, blocks)
 
     def prior_params(self) -> tuple[Tensor, Tensor]:
         """(mean, log-variance) of p(z | c), each ``[latent_dim]``: [m; s] = W c + b."""
@@ -261,13 +275,18 @@ def adapt(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfi
 
 
 def sample(model: ConditionalVAE, params: Params, task_params: Params, n_samples: int,
-           generator: torch.Generator, tasks: int | None = None) -> Tensor:
+           generator: torch.Generator, tasks: int | None = None, temperature: float = 1.0) -> Tensor:
     """``n_samples`` images per task from z ~ p(z | c) → Bernoulli means: ``[T, n_samples, 1, 28, 28]``.
-    T is the tasks of ``task_params``, or ``tasks`` when it is empty (a model shared by every task)."""
+    T is the tasks of ``task_params``, or ``tasks`` when it is empty (a model shared by every task).
+    ``temperature`` τ scales the prior's standard deviation (z = m + τ e^{s/2} ε): τ < 1 trades diversity
+    for samples nearer the class's typical image; τ = 1 samples the model as trained."""
     count = next(iter(task_params.values())).shape[0] if task_params else tasks
     if count is None:
         raise ConfigError("sample: task_params is empty, so pass tasks= to say how many tasks to sample for")
+    if not temperature >= 0:
+        raise ConfigError(f"sample: temperature={temperature!r}; expected a number ≥ 0")
     noise = torch.randn(count, n_samples, model.latent_dim, generator=generator).to(model.context.device)
+    noise = temperature * noise
     with torch.no_grad():
         return per_task(model, params, task_params, noise, "decode")
 
@@ -297,7 +316,16 @@ def query_scores(model: ConditionalVAE, params: Params, task_params: Params, que
 
 # --- Training -------------------------------------------------------------------------------------
 
-JOINT_PREFIXES = ("encoder.conv1", "encoder.conv2", "encoder.fc", "decoder.fc", "decoder.up", "decoder.out")
+# c and the layers that read it: held at their identity values (prior N(0, I), FiLM = identity) while the
+# class-agnostic VAE trains everything else.
+CONTEXT_PREFIXES = ("context", "prior", "encoder.film", "decoder.film")
+
+
+def joint_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The parameters the joint (class-agnostic) VAE trains, and its fine-tuning baseline adapts: all of
+    ``names`` except c and the layers that read it."""
+    conditional = select_adapted(names, CONTEXT_PREFIXES)
+    return tuple(n for n in names if n not in conditional)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
@@ -325,8 +353,7 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     (bfloat16 on CUDA) runs each step under :func:`autocast`."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images.images)
-    trained = [t for n, t in model.named_parameters() if n in select_adapted(
-        [n for n, _ in model.named_parameters()], JOINT_PREFIXES)]
+    trained = [t for n, t in model.named_parameters() if n in joint_names([n for n, _ in model.named_parameters()])]
     optimizer = torch.optim.Adam(trained, lr=lr)
     schedule = warmup_cosine(optimizer, steps)
     with torch.no_grad():

@@ -25,11 +25,11 @@ from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
 from .tasks import Episode
 
 # Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
-# (twice the channels, four times the steps).
+# (twice the channels, a residual block in the decoder, four times the steps).
 # test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
 # rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
-MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "joint_steps": 1200, "joint_lr": 2e-3, "inner_steps": 3,
-         "inner_lr": 0.5, "test_steps": 6, "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
+MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
+         "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6, "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
          "is_samples": 16}
 PROFILES = {
     "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 64, "eval_tasks": 200,
@@ -37,7 +37,7 @@ PROFILES = {
             "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
                       "checkpoint_every": 100, "validate_every": 100}},
     "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
-             "model_config": {**MODEL, "width": 32, "joint_steps": 4800, "is_samples": 64},
+             "model_config": {**MODEL, "width": 32, "blocks": 1, "joint_steps": 4800, "is_samples": 64},
              "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
                        "checkpoint_every": 200, "validate_every": 200}},
 }
@@ -61,7 +61,8 @@ def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
                           f"{tuple(image_shape)} (load it at image size 28, gray)")
     settings = run["model_config"]
     torch.manual_seed(run["seed"])
-    module = gen.ConditionalVAE(settings["latent_dim"], settings["context_dim"], settings["width"]).to(device)
+    module = gen.ConditionalVAE(settings["latent_dim"], settings["context_dim"], settings["width"],
+                                settings.get("blocks", 0)).to(device)     # runs saved before blocks existed: 0
     if pretrain_on is not None:
         gen.train_joint(module, pretrain_on, steps=settings["joint_steps"], lr=settings["joint_lr"],
                         seed=run["seed"])

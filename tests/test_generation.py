@@ -215,5 +215,45 @@ def test_bad_inputs_are_rejected_with_messages_that_name_them():
         gen.unpack(torch.zeros(2, 790), 4)
     with pytest.raises(ConfigError, match="latent_dim=0"):
         gen.ConditionalVAE(latent_dim=0)
+    with pytest.raises(ConfigError, match="blocks=-1; expected a whole number"):
+        gen.ConditionalVAE(blocks=-1)
     with pytest.raises(ConfigError, match="pass tasks="):
         gen.sample(model, params_of(model), {}, 2, torch.Generator())
+    with pytest.raises(ConfigError, match="temperature=-0.5"):
+        gen.sample(model, params_of(model), {}, 2, torch.Generator(), tasks=1, temperature=-0.5)
+
+
+def test_residual_decoder_blocks_start_as_the_identity_then_train_with_the_joint_vae(glyph_set):
+    plain, deeper = vae(), gen.ConditionalVAE(4, 4, 4, blocks=2)
+    deeper.load_state_dict(plain.state_dict(), strict=False)       # every weight but the blocks'
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(deeper.decoder(z, deeper.context), plain.decoder(z, plain.context), rtol=0, atol=0)
+    names = [n for n, _ in deeper.named_parameters()]
+    trained = gen.joint_names(names)
+    assert {"decoder.refine.0.weight", "decoder.refine.1.bias", "decoder.up.weight"} <= set(trained)
+    assert not {"context", "prior.weight", "encoder.film.weight", "decoder.film.bias"} & set(trained)
+    assert gen.joint_names([n for n, _ in plain.named_parameters()]) == tuple(
+        n for n in trained if not n.startswith("decoder.refine."))
+    joint = gen.train_joint(deeper, glyph_set.split("background").select_classes(list(range(10))), steps=3,
+                            batch_size=8)
+    assert joint["decoder.refine.0.weight"].abs().sum() > 0 and torch.equal(joint["context"], torch.zeros(4))
+
+
+def test_sampling_temperature_scales_the_prior_noise(glyph_set):
+    model = vae()
+    params = params_of(model)
+    with torch.no_grad():
+        params["prior.bias"] = torch.randn(8)            # a prior away from N(0, I)
+    cold = gen.sample(model, params, {}, 3, torch.Generator().manual_seed(1), tasks=2, temperature=0.0)
+    assert torch.equal(cold[:, :1].expand_as(cold), cold)    # τ = 0: every sample decodes the prior mean
+    mean, logvar = params["prior.bias"].chunk(2)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.decoder(mean[None], model.context))
+    torch.testing.assert_close(cold[0, 0], expected[0])
+    warm = gen.sample(model, params, {}, 3, torch.Generator().manual_seed(1), tasks=2)
+    half = gen.sample(model, params, {}, 3, torch.Generator().manual_seed(1), tasks=2, temperature=0.5)
+    noise = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for tau, got in ((1.0, warm), (0.5, half)):
+            z = mean + tau * (0.5 * logvar).exp() * noise
+            torch.testing.assert_close(got, torch.sigmoid(model.decoder(z.flatten(0, 1), model.context)).view_as(got))
