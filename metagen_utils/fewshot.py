@@ -10,7 +10,7 @@ a glyph classifier's feature space. Models may sit on any device; random numbers
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from .classifier import diversity, features, fidelity_from_features, frechet_dis
 from .data import ImageSet
 from .generation import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, query_scores,
                          sample)
+from .errors import ConfigError
 from .meta import MetaConfig
 from .tasks import EpisodeSampler
 
@@ -91,7 +92,7 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
 def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
              images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
              n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
-             is_samples: int = 16, steps: int | None = None, finetune_lr: float = 3e-4,
+             is_samples: int = 16, steps: int | Mapping[int, int] | None = None, finetune_lr: float = 3e-4,
              seed: int = 0) -> dict[int, dict[str, dict]]:
     """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
 
@@ -99,15 +100,16 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     out; its ``n_query`` held-out images are the prototypes for fidelity and the reference set of the
     Fréchet distance, and the first ``nll_images`` of them are scored (−ELBO and IS-NLL, ``is_samples``).
     The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
-    are per parameter, so more steps at test time are allowed); the joint VAE is fine-tuned for ``steps``
-    and 4 × ``steps`` (Adam, ``finetune_lr``: the best single rate over K ∈ {1, 5} on the validation
-    split). Every method draws the same sampling and scoring noise (common random numbers), so paired
+    are per parameter, so more steps at test time are allowed), one number for every K or ``{K: steps}``;
+    the joint VAE is fine-tuned for as many steps and 4 × as many (Adam, ``finetune_lr``: the best single
+    rate over K ∈ {1, 5} on the validation split). Every method draws the same sampling and scoring noise (common random numbers), so paired
     differences are not blurred by the draws.
 
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
     [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`)}}}``,
-    T = n_episodes · n_way class-tasks in the same order for every method. ``"real support"`` is the ceiling: the support images as samples (no likelihood).
+    T = n_episodes · n_way class-tasks in the same order for every method. ``"real support"`` is the
+    ceiling: the support images as samples (no likelihood).
     """
     episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
     tasks = n_episodes * n_way
@@ -116,19 +118,19 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
     query_feats = features(classifier, query)                                                 # [T, Q, D]
     query = query.to(device)
-    steps = cfg.inner_steps if steps is None else steps
+    steps_at = _steps_per_shot(steps, k_shots, cfg.inner_steps)
     results: dict[int, dict[str, dict]] = {}
     for k in k_shots:
         support = supports[:, :k]
         def rng(use: int) -> torch.Generator:   # 0: adaptation, 1: sampling, 2: scoring — fresh per method
             return torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
         methods = {
-            "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps)),
+            "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps_at[k])),
             "meta-learned, before adaptation": (meta_params, {}),
             "joint VAE, N(0, I) prior": (joint, {}),
             "joint VAE, support-fitted Gaussian": (joint, support_gaussian(model, joint, support, spread)),
             **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, finetune_lr, rng(0)))
-               for n in (steps, 4 * steps)},
+               for n in (steps_at[k], 4 * steps_at[k])},
         }
         results[k] = {}
         for name, (params, task_params) in methods.items():
@@ -140,6 +142,18 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
         results[k]["real support"] = {**_quality(support.cpu(), query_feats, classifier, n_way), "nelbo": nothing,
                                       "nll": nothing}
     return results
+
+
+def _steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int], default: int) -> dict[int, int]:
+    """``{K: inner steps}`` for every K of ``k_shots`` from one number, a mapping, or None (``default``)."""
+    if steps is None:
+        return {k: default for k in k_shots}
+    if isinstance(steps, Mapping):
+        missing = [k for k in k_shots if k not in steps]
+        if missing:
+            raise ConfigError(f"evaluate: steps={dict(steps)!r} gives no number of steps for K = {missing}")
+        return {k: steps[k] for k in k_shots}
+    return {k: steps for k in k_shots}
 
 
 def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int) -> dict:

@@ -2,10 +2,13 @@
 spread, fine-tuning) and the evaluation protocol that scores every method on the same class-tasks."""
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from metagen_utils import fewshot, generation as gen
 from metagen_utils.classifier import GlyphClassifier
+from metagen_utils.errors import ConfigError
 from metagen_utils.meta import init_meta_params, params_of
 # The small model, glyph tasks and one-thread fixture (autouse here too) of the generation tests.
 from test_generation import adapt_config, glyphs, one_thread, vae  # noqa: F401
@@ -67,3 +70,21 @@ def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
         assert bool(torch.isfinite(torch.from_numpy(scores["nll"])).all()) == finite, name
     adapted = methods["meta-learned, adapted"]
     assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
+
+
+def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
+    model = vae()
+    cfg = adapt_config(inner_steps=1)
+    meta = init_meta_params(model, cfg)
+    args = (model, meta, params_of(model), cfg, GlyphClassifier(num_classes=3).eval(), glyph_set.split("evaluation"),
+            (torch.ones(4), torch.full((4,), 0.1)))
+    small = dict(k_shots=(1, 2), n_episodes=1, n_way=3, n_query=3, n_samples=2, nll_images=1, is_samples=2)
+    mixed = fewshot.evaluate(*args, steps={1: 1, 2: 3}, **small)
+    assert "joint VAE, fine-tuned 1 steps" in mixed[1] and "joint VAE, fine-tuned 12 steps" in mixed[2]
+    for k, steps in ((1, 1), (2, 3)):      # each K as if evaluated alone with its own number of steps
+        alone = fewshot.evaluate(*args, steps=steps, **{**small, "k_shots": (1, 2)})[k]
+        for name in alone:
+            for key in ("nll", "fidelity"):
+                np.testing.assert_array_equal(mixed[k][name][key], alone[name][key], err_msg=f"K={k} {name} {key}")
+    with pytest.raises(ConfigError, match=r"gives no number of steps for K = \[2\]"):
+        fewshot.evaluate(*args, steps={1: 1}, **small)
