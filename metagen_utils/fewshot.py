@@ -102,8 +102,8 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
     are per parameter, so more steps at test time are allowed), one number for every K or ``{K: steps}``;
     the joint VAE is fine-tuned for as many steps and 4 × as many (Adam, ``finetune_lr``: the best single
-    rate over K ∈ {1, 5} on the validation split). Every method draws the same sampling and scoring noise (common random numbers), so paired
-    differences are not blurred by the draws.
+    rate over K ∈ {1, 5} on the validation split). Every method draws the same sampling and scoring
+    noise (common random numbers), so paired differences are not blurred by the draws.
 
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":

@@ -15,8 +15,8 @@ Parameter names suit ``MetaConfig.adapt`` prefixes: ``context``, ``prior.*``, ``
 film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for the decoder's optional
 residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
 is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
-class-agnostic VAE (:func:`train_joint`), which the baselines start from and
-meta-training (:func:`meta_train`) continues from.
+class-agnostic VAE (:func:`train_joint`), which the baselines start from and meta-training
+(:func:`meta_train`) continues from.
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
 beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
@@ -353,7 +353,8 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     (bfloat16 on CUDA) runs each step under :func:`autocast`."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images.images)
-    trained = [t for n, t in model.named_parameters() if n in joint_names([n for n, _ in model.named_parameters()])]
+    names = joint_names([n for n, _ in model.named_parameters()])
+    trained = [t for n, t in model.named_parameters() if n in names]
     optimizer = torch.optim.Adam(trained, lr=lr)
     schedule = warmup_cosine(optimizer, steps)
     with torch.no_grad():

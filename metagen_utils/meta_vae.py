@@ -29,8 +29,8 @@ from .tasks import Episode
 # test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
 # rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
 MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
-         "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6, "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
-         "is_samples": 16}
+         "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6, "adapt": ["context", "decoder.up"],
+         "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
 PROFILES = {
     "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 64, "eval_tasks": 200,
             "model_config": MODEL,
