@@ -37,7 +37,7 @@ PROFILES = {
             "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
                       "checkpoint_every": 100, "validate_every": 100}},
     "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
-             "model_config": {**MODEL, "width": 32, "blocks": 1, "joint_steps": 4800, "is_samples": 64},
+             "model_config": {**MODEL, "width": 32, "blocks": 3, "joint_steps": 4800, "is_samples": 64},
              "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
                        "checkpoint_every": 200, "validate_every": 200}},
 }
