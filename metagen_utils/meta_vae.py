@@ -25,7 +25,7 @@ from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
 from .tasks import Episode
 
 # Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
-# (twice the channels, a residual block in the decoder, four times the steps).
+# (twice the channels, three residual blocks in the decoder, four times the steps).
 # test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
 # rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
 MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
