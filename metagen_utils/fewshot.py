@@ -93,7 +93,7 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
              images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
              n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
              is_samples: int = 16, steps: int | Mapping[int, int] | None = None, finetune_lr: float = 3e-4,
-             seed: int = 0) -> dict[int, dict[str, dict]]:
+             temperatures: Sequence[float] = (), seed: int = 0) -> dict[int, dict[str, dict]]:
     """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
 
     Each class of an episode is one task: its first K support images go in, ``n_samples`` images come
@@ -105,12 +105,18 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     rate over K ∈ {1, 5} on the validation split). Every method draws the same sampling and scoring
     noise (common random numbers), so paired differences are not blurred by the draws.
 
+    Samples are drawn at temperature 1 (the model as trained). Each τ of ``temperatures`` also samples
+    every generator at z = m + τ e^{s/2} ε from the same noise, for a fidelity–diversity curve: lower τ
+    buys fidelity with diversity, so two generators compare fairly only at equal diversity.
+
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
-    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`)}}}``,
-    T = n_episodes · n_way class-tasks in the same order for every method. ``"real support"`` is the
-    ceiling: the support images as samples (no likelihood).
+    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`),
+    "temperatures": {τ: {"fidelity", "diversity": [T] arrays}}}}}``, T = n_episodes · n_way class-tasks in
+    the same order for every method. ``"real support"`` is the ceiling: the support images as samples (no
+    likelihood, and no temperatures to vary).
     """
+    check_temperatures(temperatures)
     episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
     tasks = n_episodes * n_way
     device = model.context.device
@@ -137,11 +143,25 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
             nelbo, nll = query_scores(model, params, task_params, query[:, :nll_images], is_samples, rng(2))
             generated = sample(model, params, task_params, n_samples, rng(1), tasks=tasks)
             results[k][name] = {**_quality(generated.cpu(), query_feats, classifier, n_way),
-                                "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy()}
+                                "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy(),
+                                "temperatures": {}}
+            for tau in temperatures:   # the same noise as at τ = 1 (rng(1) afresh), scaled
+                cooler = sample(model, params, task_params, n_samples, rng(1), tasks=tasks, temperature=tau).cpu()
+                fidelity, diverse = _fidelity_and_diversity(features(classifier, cooler), query_feats, cooler, n_way)
+                results[k][name]["temperatures"][tau] = {"fidelity": fidelity, "diversity": diverse}
         nothing = torch.full((tasks,), math.nan).numpy()
         results[k]["real support"] = {**_quality(support.cpu(), query_feats, classifier, n_way), "nelbo": nothing,
-                                      "nll": nothing}
+                                      "nll": nothing, "temperatures": {}}
     return results
+
+
+def check_temperatures(temperatures: Sequence[float]) -> None:
+    """Refuse sampling temperatures outside [0, 1) for :func:`evaluate` (τ = 1 is always scored), before
+    any training is spent on a run that would fail at its end."""
+    if isinstance(temperatures, (str, bytes)) or any(
+            not isinstance(t, (int, float)) or not 0 <= t < 1 for t in temperatures):
+        raise ConfigError(f"temperatures={temperatures!r}; expected a list of numbers in [0, 1), e.g. "
+                          "[0.4, 0.6, 0.8] (τ = 1 is always scored)")
 
 
 def _steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int], default: int) -> dict[int, int]:
@@ -159,7 +179,12 @@ def _steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int
 def _quality(generated: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int) -> dict:
     """Fidelity, diversity (per task) and the pooled Fréchet distance of ``generated`` ``[T, G, 1, 28, 28]``."""
     feats = features(classifier, generated)                                                    # [T, G, D]
+    fidelity, diverse = _fidelity_and_diversity(feats, query_feats, generated, n_way)
+    return {"fidelity": fidelity, "diversity": diverse, "frechet": frechet_distance(feats.flatten(0, 1),
+            query_feats.flatten(0, 1)), "samples": generated, "features": feats, "reference_features": query_feats}
+
+
+def _fidelity_and_diversity(feats: Tensor, query_feats: Tensor, generated: Tensor, n_way: int) -> tuple:
+    """Per-task fidelity and diversity (numpy ``[T]`` each) of ``generated`` with classifier features ``feats``."""
     episodes = feats.view(-1, n_way, *feats.shape[1:]), query_feats.view(-1, n_way, *query_feats.shape[1:])
-    return {"fidelity": fidelity_from_features(*episodes).flatten().numpy(), "diversity": diversity(generated).numpy(),
-            "frechet": frechet_distance(feats.flatten(0, 1), query_feats.flatten(0, 1)), "samples": generated,
-            "features": feats, "reference_features": query_feats}
+    return fidelity_from_features(*episodes).flatten().numpy(), diversity(generated).numpy()

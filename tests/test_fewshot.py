@@ -72,12 +72,16 @@ def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
     assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
 
 
-def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
+def untrained_evaluation(glyph_set) -> tuple:
+    """The positional arguments of ``fewshot.evaluate`` for an untrained model, classifier and spread."""
     model = vae()
     cfg = adapt_config(inner_steps=1)
-    meta = init_meta_params(model, cfg)
-    args = (model, meta, params_of(model), cfg, GlyphClassifier(num_classes=3).eval(), glyph_set.split("evaluation"),
-            (torch.ones(4), torch.full((4,), 0.1)))
+    return (model, init_meta_params(model, cfg), params_of(model), cfg, GlyphClassifier(num_classes=3).eval(),
+            glyph_set.split("evaluation"), (torch.ones(4), torch.full((4,), 0.1)))
+
+
+def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
+    args = untrained_evaluation(glyph_set)
     small = dict(k_shots=(1, 2), n_episodes=1, n_way=3, n_query=3, n_samples=2, nll_images=1, is_samples=2)
     mixed = fewshot.evaluate(*args, steps={1: 1, 2: 3}, **small)
     assert "joint VAE, fine-tuned 1 steps" in mixed[1] and "joint VAE, fine-tuned 12 steps" in mixed[2]
@@ -88,3 +92,34 @@ def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
                 np.testing.assert_array_equal(mixed[k][name][key], alone[name][key], err_msg=f"K={k} {name} {key}")
     with pytest.raises(ConfigError, match=r"gives no number of steps for K = \[2\]"):
         fewshot.evaluate(*args, steps={1: 1}, **small)
+
+
+def test_evaluate_scores_fidelity_and_diversity_at_lower_temperatures_from_the_same_noise(glyph_set):
+    args = untrained_evaluation(glyph_set)
+    small = dict(k_shots=(1,), n_episodes=1, n_way=3, n_query=3, n_samples=3, nll_images=1, is_samples=2)
+    plain = fewshot.evaluate(*args, **small)[1]
+    cooled = fewshot.evaluate(*args, temperatures=(0.0, 0.5), **small)[1]
+    for name, scores in cooled.items():
+        for key in ("nll", "fidelity", "diversity"):   # extra temperatures leave the τ = 1 numbers alone
+            np.testing.assert_array_equal(scores[key], plain[name][key], err_msg=f"{name} {key}")
+        if name == "real support":
+            assert scores["temperatures"] == {}
+            continue
+        assert sorted(scores["temperatures"]) == [0.0, 0.5], name
+        assert all(v.shape == (3,) for t in scores["temperatures"].values() for v in t.values()), name
+    # τ = 0 decodes the prior mean: one image per task however many samples are drawn
+    assert np.abs(cooled["joint VAE, N(0, I) prior"]["temperatures"][0.0]["diversity"]).max() < 1e-4
+    assert (plain["joint VAE, N(0, I) prior"]["diversity"] > 1e-3).all()
+    with pytest.raises(ConfigError, match=r"temperatures=\(1.0,\); expected a list of numbers in \[0, 1\)"):
+        fewshot.evaluate(*args, temperatures=(1.0,), **small)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [-0.1], [0.5, 2], ["0.5"], "0.5", [float("nan")]])
+def test_check_temperatures_names_a_bad_list_before_any_work(bad):
+    with pytest.raises(ConfigError, match=r"temperatures=.*expected a list of numbers in \[0, 1\)"):
+        fewshot.check_temperatures(bad)
+
+
+def test_check_temperatures_accepts_numbers_below_one_and_an_empty_list():
+    for good in ([], (), [0.0, 0.4, 0.99], [0]):
+        fewshot.check_temperatures(good)
