@@ -49,16 +49,17 @@ def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set
     assert torch.all(after < before)
 
 
-def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
+def untrained_evaluation(glyph_set) -> tuple:
+    """The positional arguments of ``fewshot.evaluate`` for an untrained model, classifier and spread."""
     model = vae()
-    joint = params_of(model)
     cfg = adapt_config(inner_steps=1)
-    meta = init_meta_params(model, cfg)
-    spread = (torch.ones(4), torch.full((4,), 0.1))
-    classifier = GlyphClassifier(num_classes=3).eval()
-    results = fewshot.evaluate(model, meta, joint, cfg, classifier, glyph_set.split("evaluation"), spread,
-                               k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, nll_images=1,
-                               is_samples=2)
+    return (model, init_meta_params(model, cfg), params_of(model), cfg, GlyphClassifier(num_classes=3).eval(),
+            glyph_set.split("evaluation"), (torch.ones(4), torch.full((4,), 0.1)))
+
+
+def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
+    results = fewshot.evaluate(*untrained_evaluation(glyph_set), k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3,
+                               n_samples=2, nll_images=1, is_samples=2)
     assert sorted(results) == [1, 2]
     methods = results[1]
     assert len(methods) == 7 and "real support" in methods
@@ -70,14 +71,6 @@ def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
         assert bool(torch.isfinite(torch.from_numpy(scores["nll"])).all()) == finite, name
     adapted = methods["meta-learned, adapted"]
     assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
-
-
-def untrained_evaluation(glyph_set) -> tuple:
-    """The positional arguments of ``fewshot.evaluate`` for an untrained model, classifier and spread."""
-    model = vae()
-    cfg = adapt_config(inner_steps=1)
-    return (model, init_meta_params(model, cfg), params_of(model), cfg, GlyphClassifier(num_classes=3).eval(),
-            glyph_set.split("evaluation"), (torch.ones(4), torch.full((4,), 0.1)))
 
 
 def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
