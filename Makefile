@@ -10,7 +10,7 @@ DATA ?=
 PROFILE ?=
 RUN_ARGS := $(ARGS) $(if $(DATA),-p DATA '$(DATA)') $(if $(PROFILE),-p PROFILE $(PROFILE))
 
-.PHONY: setup run test browser test-fast notebooks site exercises lab bench bench-gpu lock clean
+.PHONY: setup run test browser test-fast notebooks site exercises lab bench bench-gpu weights lock clean
 
 setup: $(STAMP)
 
@@ -71,6 +71,13 @@ bench: $(STAMP)
 ## notebook on the GPU, into benchmarks/results/gpu.json. Nothing else needs a GPU.
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu
+
+## Retrain notebook 04's committed full-profile weights (about 22 minutes on 2 cores) into results-full/ and
+## say whether they reproduce data/weights/04_meta_vae_full; `python -m metagen_utils.pretrained install
+## results-full/weights/04_meta_vae_full` would then make them the committed ones.
+weights: $(STAMP)
+	$(PY) -m metagen_utils.harness run --out results-full --only 04 -p PROFILE full
+	$(PY) -m metagen_utils.pretrained check results-full/weights/04_meta_vae_full
 
 ## Re-resolve the pinned versions from requirements.in (needs the package index).
 lock:

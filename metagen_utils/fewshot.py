@@ -117,19 +117,14 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     likelihood, and no temperatures to vary).
     """
     check_temperatures(temperatures)
-    episode = EpisodeSampler(images, max(k_shots), n_query, n_way, seed).sample(n_episodes)
-    tasks = n_episodes * n_way
-    device = model.context.device
-    supports = episode.support.view(tasks, max(k_shots), *IMAGE_SHAPE).to(device)
-    query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
-    query_feats = features(classifier, query)                                                 # [T, Q, D]
-    query = query.to(device)
-    steps_at = _steps_per_shot(steps, k_shots, cfg.inner_steps)
+    supports, query, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way,
+                                                n_query, seed)
+    tasks = len(supports)
+    steps_at = steps_per_shot(steps, k_shots, cfg.inner_steps)
     results: dict[int, dict[str, dict]] = {}
     for k in k_shots:
         support = supports[:, :k]
-        def rng(use: int) -> torch.Generator:   # 0: adaptation, 1: sampling, 2: scoring — fresh per method
-            return torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
+        rng = _random_numbers(seed, k)
         methods = {
             "meta-learned, adapted": (meta_params, adapt(model, meta_params, support, cfg, rng(0), steps=steps_at[k])),
             "meta-learned, before adaptation": (meta_params, {}),
@@ -155,6 +150,44 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     return results
 
 
+def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig, classifier: nn.Module,
+                     images: ImageSet, k_shots: Sequence[int] = (1, 5), n_episodes: int = 40, n_way: int = 5,
+                     n_query: int = 15, n_samples: int = 10, steps: int | Mapping[int, int] | None = None,
+                     seed: int = 0) -> dict[int, dict]:
+    """The meta-learned model alone, adapted and sampled exactly as :func:`evaluate` does it (the same
+    class-tasks, the same noise, so the same numbers), without likelihoods or baselines: a few seconds
+    instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.pretrained`).
+    Returns ``{K: {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}}`` as
+    in :func:`evaluate`'s ``"meta-learned, adapted"`` entry."""
+    supports, _, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way, n_query,
+                                            seed)
+    steps_at = steps_per_shot(steps, k_shots, cfg.inner_steps)
+    results = {}
+    for k in k_shots:
+        rng = _random_numbers(seed, k)
+        adapted = adapt(model, meta_params, supports[:, :k], cfg, rng(0), steps=steps_at[k])
+        generated = sample(model, meta_params, adapted, n_samples, rng(1))
+        results[k] = _quality(generated.cpu(), query_feats, classifier, n_way)
+    return results
+
+
+def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet, k_max: int, n_episodes: int,
+                 n_way: int, n_query: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The evaluation's class-tasks: (supports ``[T, k_max, 1, 28, 28]`` and query images on the model's
+    device, the query images' classifier features ``[T, n_query, D]``), T = n_episodes · n_way."""
+    episode = EpisodeSampler(images, k_max, n_query, n_way, seed).sample(n_episodes)
+    tasks, device = n_episodes * n_way, model.context.device
+    query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
+    return (episode.support.view(tasks, k_max, *IMAGE_SHAPE).to(device), query.to(device),
+            features(classifier, query))
+
+
+def _random_numbers(seed: int, k: int):
+    """``rng(use)``: a fresh generator per use (0: adaptation, 1: sampling, 2: scoring), the same for every
+    method at this K, so differences between methods are paired."""
+    return lambda use: torch.Generator().manual_seed(seed * 1000 + k * 10 + use)
+
+
 def check_temperatures(temperatures: Sequence[float]) -> None:
     """Refuse sampling temperatures outside [0, 1) for :func:`evaluate` (τ = 1 is always scored), before
     any training is spent on a run that would fail at its end."""
@@ -164,7 +197,7 @@ def check_temperatures(temperatures: Sequence[float]) -> None:
                           "[0.4, 0.6, 0.8] (τ = 1 is always scored)")
 
 
-def _steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int], default: int) -> dict[int, int]:
+def steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int], default: int) -> dict[int, int]:
     """``{K: inner steps}`` for every K of ``k_shots`` from one number, a mapping, or None (``default``)."""
     if steps is None:
         return {k: default for k in k_shots}

@@ -116,3 +116,21 @@ def test_check_temperatures_names_a_bad_list_before_any_work(bad):
 def test_check_temperatures_accepts_numbers_below_one_and_an_empty_list():
     for good in ([], (), [0.0, 0.4, 0.99], [0]):
         fewshot.check_temperatures(good)
+
+
+def test_evaluate_adapted_gives_evaluate_s_adapted_scores_without_the_baselines(glyph_set):
+    model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
+    small = dict(k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, steps={1: 1, 2: 2}, seed=3)
+    everything = fewshot.evaluate(*untrained_evaluation(glyph_set), nll_images=1, is_samples=2, **small)
+    alone = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **small)
+    assert sorted(alone) == [1, 2]
+    for k in (1, 2):
+        expected = everything[k]["meta-learned, adapted"]
+        assert set(alone[k]) == {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}
+        for key in ("fidelity", "diversity"):
+            np.testing.assert_array_equal(alone[k][key], expected[key], err_msg=f"K={k} {key}")
+        torch.testing.assert_close(alone[k]["samples"], expected["samples"], rtol=0, atol=0)
+        assert alone[k]["frechet"] == expected["frechet"]
+    # another seed draws other tasks and noise: the equality above is not an accident of constant output
+    other = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **{**small, "seed": 4})
+    assert not torch.equal(other[1]["samples"], alone[1]["samples"])

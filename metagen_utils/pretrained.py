@@ -1,0 +1,152 @@
+"""Notebook 04's trained weights, saved with every run and, for the full profile, committed to the kit.
+
+The full profile takes about 22 minutes on two cores, too long for CI. Its weights are committed in
+``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.checkpoint` (tensors in
+safetensors, settings and the run's metrics in JSON, the sha256 of every file in ``manifest.json``), so
+that notebook 04 can show full-scale samples and re-score them in CI while it still trains its short
+cpu-profile model in front of the reader. Loading verifies every hash and never unpickles anything.
+
+Retraining them is one command (``make weights``: notebook 04 at ``PROFILE=full``, then
+``python -m metagen_utils.pretrained check`` on the run's weights). One seed gives the same weights
+run after run on a CPU, so a retrain matches the committed weights bit for bit, and ``check`` says
+whether it does and, if not, by how much each tensor differs. ``install`` makes a run's weights the
+committed ones.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from .errors import CheckpointError
+from .generation import ConditionalVAE, Params
+from .meta import MetaConfig
+from .results import REPO, results_dir
+
+COMMITTED = REPO / "data" / "weights" / "04_meta_vae_full"
+GROUPS = ("meta", "joint", "spread")   # weights are stored as "<group>.<name>"
+
+
+@dataclass(frozen=True)
+class TrainedWeights:
+    """Notebook 04's trained model: ``meta`` (meta-parameters and learned rates), ``joint`` (the
+    class-agnostic VAE the baselines start from), ``spread`` (the support-fitted Gaussian's pooled
+    variances), ``settings`` (what built and trained them) and ``metrics`` (what their run measured)."""
+
+    path: Path
+    meta: Params
+    joint: Params
+    spread: tuple[Tensor, Tensor]
+    settings: dict
+    metrics: dict
+
+    def model(self, device: str | torch.device = "cpu") -> ConditionalVAE:
+        """An empty module of the right shape, to call with ``meta`` or ``joint``."""
+        s = self.settings
+        return ConditionalVAE(s["latent_dim"], s["context_dim"], s["width"], s["blocks"]).to(device)
+
+    def meta_config(self) -> MetaConfig:
+        """The adaptation the weights were meta-trained for."""
+        s = self.settings
+        return MetaConfig("metasgd", inner_steps=s["inner_steps"], inner_lr=s["inner_lr"], adapt=tuple(s["adapt"]))
+
+    def test_steps(self) -> dict[int, int]:
+        """Inner steps at test time per K (JSON keys are strings)."""
+        return {int(k): int(v) for k, v in self.settings["test_steps"].items()}
+
+
+def run_folder(profile: str) -> Path:
+    """Where a notebook 04 run at ``profile`` saves its weights: inside the run's output folder."""
+    return results_dir() / "weights" / f"04_meta_vae_{profile}"
+
+
+def save(folder: str | Path, meta: Mapping[str, Tensor], joint: Mapping[str, Tensor],
+         spread: tuple[Tensor, Tensor], settings: Mapping, metrics: Mapping | None = None) -> Path:
+    """Write the weights as a checkpoint folder (atomically, with sha256 manifest) and return its path.
+    ``settings`` needs latent_dim, context_dim, width, blocks, inner_steps, inner_lr, adapt and
+    test_steps (``{K: steps}``)."""
+    missing = [key for key in ("latent_dim", "context_dim", "width", "blocks", "inner_steps", "inner_lr",
+                               "adapt", "test_steps") if key not in settings]
+    if missing:
+        raise CheckpointError(f"{folder}: settings lack {missing}; the weights could not be rebuilt without them")
+    # Copies: the two sets may share storage (meta-training starts from the joint VAE's tensors), and
+    # safetensors refuses to write shared tensors.
+    tensors = {**{f"meta.{n}": t.detach().clone() for n, t in meta.items()},
+               **{f"joint.{n}": t.detach().clone() for n, t in joint.items()},
+               "spread.within": spread[0].clone(), "spread.posterior_var": spread[1].clone()}
+    settings = {**settings, "test_steps": {str(k): v for k, v in dict(settings["test_steps"]).items()}}
+    return save_checkpoint(folder, tensors, step=0, config=settings,
+                           extra={"metrics": {str(k): float(v) for k, v in (metrics or {}).items()}}, rng=False)
+
+
+def load(folder: str | Path = COMMITTED) -> TrainedWeights:
+    """Verify every file of ``folder`` against its manifest and load it (on the CPU)."""
+    checkpoint = load_checkpoint(folder)
+    groups: dict[str, dict[str, Tensor]] = {g: {} for g in GROUPS}
+    for key, tensor in checkpoint.weights.items():
+        group, _, name = key.partition(".")
+        if group not in groups:
+            raise CheckpointError(f"{checkpoint.path}: tensor {key!r} is none of {', '.join(GROUPS)}")
+        groups[group][name] = tensor
+    if set(groups["spread"]) != {"within", "posterior_var"}:
+        raise CheckpointError(f"{checkpoint.path}: expected spread.within and spread.posterior_var")
+    return TrainedWeights(checkpoint.path, groups["meta"], groups["joint"],
+                          (groups["spread"]["within"], groups["spread"]["posterior_var"]),
+                          checkpoint.config, dict(checkpoint.extra.get("metrics", {})))
+
+
+def differences(candidate: TrainedWeights, reference: TrainedWeights) -> dict[str, float]:
+    """``{tensor: max |Δ|}`` for every tensor that differs (empty: identical); a tensor present in only
+    one of them, or of another shape, counts as infinitely different."""
+    out = {}
+    for group in ("meta", "joint"):
+        a, b = getattr(candidate, group), getattr(reference, group)
+        for name in sorted(set(a) | set(b)):
+            key = f"{group}.{name}"
+            if name not in a or name not in b or a[name].shape != b[name].shape:
+                out[key] = float("inf")
+            elif not torch.equal(a[name], b[name]):
+                out[key] = (a[name].double() - b[name].double()).abs().max().item()
+    return out
+
+
+def describe_match(candidate: TrainedWeights, reference: TrainedWeights) -> str:
+    """One line (or a few) saying whether ``candidate`` reproduces ``reference``."""
+    diff = differences(candidate, reference)
+    if not diff:
+        return f"{candidate.path} matches {reference.path}: every tensor is identical"
+    worst = sorted(diff.items(), key=lambda item: -item[1])[:5]
+    return (f"{candidate.path} differs from {reference.path} in {len(diff)} tensors; largest |Δ|: "
+            + ", ".join(f"{name} {value:.3g}" for name, value in worst))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils.pretrained", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="does a run's weights folder match the committed weights?")
+    check.add_argument("folder", type=Path)
+    install = sub.add_parser("install", help="make a run's weights folder the committed weights")
+    install.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        candidate = load(args.folder)
+        if args.command == "install":
+            copy_checkpoint(args.folder, COMMITTED)
+            print(f"installed {args.folder} as {COMMITTED}")
+            return 0
+        committed = load(COMMITTED)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(describe_match(candidate, committed))
+    return 0 if not differences(candidate, committed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
