@@ -1,15 +1,17 @@
 """Notebook 04's trained weights, saved with every run and, for the full profile, committed to the kit.
 
-The full profile trains for about 17 minutes on two cores, too long for every CI run. Its weights are committed in
-``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.checkpoint` (tensors in
-safetensors, settings and the run's metrics in JSON, the sha256 of every file in ``manifest.json``), so
-that notebook 04 can show full-scale samples and re-score them in CI while it still trains its short
-cpu-profile model in front of the reader. Loading verifies every hash and never unpickles anything.
+The full profile trains for about 17 minutes on two cores, too long for every CI run. Its weights are
+committed in ``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.checkpoint`
+(tensors in safetensors, settings and the run's metrics in JSON, the sha256 of every file in
+``manifest.json``), so that notebook 04 can show full-scale samples and re-score them in CI while it
+still trains its short cpu-profile model in front of the reader. Loading verifies every hash and never
+unpickles anything.
 
 Retraining them is one command (``make weights``: notebook 04 at ``PROFILE=full``, then
 ``python -m metagen_utils.pretrained check`` on the run's weights). One seed gives the same weights
-run after run on a CPU, so a retrain matches the committed weights bit for bit, and ``check`` says
-whether it does and, if not, by how much each tensor differs. ``install`` makes a run's weights the
+run after run on a CPU, so on a machine like the one that made them a retrain matches bit for bit;
+``check`` says whether it does and, if not, by how much each tensor differs (another CPU's vector
+instructions may round differently). ``install`` makes a run's weights the
 committed ones.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .results import REPO, results_dir
 
 COMMITTED = REPO / "data" / "weights" / "04_meta_vae_full"
 GROUPS = ("meta", "joint", "spread")   # weights are stored as "<group>.<name>"
+SPREAD = ("within", "posterior_var")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class TrainedWeights:
         s = self.settings
         return MetaConfig("metasgd", inner_steps=s["inner_steps"], inner_lr=s["inner_lr"], adapt=tuple(s["adapt"]))
 
+    def spread_dict(self) -> dict[str, Tensor]:
+        """``spread`` by name, as stored."""
+        return dict(zip(SPREAD, self.spread))
+
     def test_steps(self) -> dict[int, int]:
         """Inner steps at test time per K (JSON keys are strings)."""
         return {int(k): int(v) for k, v in self.settings["test_steps"].items()}
@@ -79,7 +86,7 @@ def save(folder: str | Path, meta: Mapping[str, Tensor], joint: Mapping[str, Ten
     # safetensors refuses to write shared tensors.
     tensors = {**{f"meta.{n}": t.detach().clone() for n, t in meta.items()},
                **{f"joint.{n}": t.detach().clone() for n, t in joint.items()},
-               "spread.within": spread[0].clone(), "spread.posterior_var": spread[1].clone()}
+               **{f"spread.{n}": t.detach().clone() for n, t in zip(SPREAD, spread)}}
     settings = {**settings, "test_steps": {str(k): v for k, v in dict(settings["test_steps"]).items()}}
     return save_checkpoint(folder, tensors, step=0, config=settings,
                            extra={"metrics": {str(k): float(v) for k, v in (metrics or {}).items()}}, rng=False)
@@ -94,10 +101,10 @@ def load(folder: str | Path = COMMITTED) -> TrainedWeights:
         if group not in groups:
             raise CheckpointError(f"{checkpoint.path}: tensor {key!r} is none of {', '.join(GROUPS)}")
         groups[group][name] = tensor
-    if set(groups["spread"]) != {"within", "posterior_var"}:
+    if set(groups["spread"]) != set(SPREAD):
         raise CheckpointError(f"{checkpoint.path}: expected spread.within and spread.posterior_var")
     return TrainedWeights(checkpoint.path, groups["meta"], groups["joint"],
-                          (groups["spread"]["within"], groups["spread"]["posterior_var"]),
+                          tuple(groups["spread"][n] for n in SPREAD),
                           checkpoint.config, dict(checkpoint.extra.get("metrics", {})))
 
 
@@ -105,8 +112,8 @@ def differences(candidate: TrainedWeights, reference: TrainedWeights) -> dict[st
     """``{tensor: max |Δ|}`` for every tensor that differs (empty: identical); a tensor present in only
     one of them, or of another shape, counts as infinitely different."""
     out = {}
-    for group in ("meta", "joint"):
-        a, b = getattr(candidate, group), getattr(reference, group)
+    for group in GROUPS:
+        a, b = (w.spread_dict() if group == "spread" else getattr(w, group) for w in (candidate, reference))
         for name in sorted(set(a) | set(b)):
             key = f"{group}.{name}"
             if name not in a or name not in b or a[name].shape != b[name].shape:

@@ -64,9 +64,11 @@ def test_differences_are_empty_for_a_reproduced_run_and_name_each_changed_tensor
     meta, joint, spread = trained()
     meta = {**meta, "context": meta["context"] + 0.25}
     del joint["decoder.out.bias"]
+    spread = (spread[0], spread[1] + 0.5)
     changed = pretrained.load(pretrained.save(tmp_path / "c", meta, joint, spread, SETTINGS))
     diff = pretrained.differences(changed, a)
-    assert diff == {"meta.context": pytest.approx(0.25), "joint.decoder.out.bias": float("inf")}
+    assert diff == {"meta.context": pytest.approx(0.25), "joint.decoder.out.bias": float("inf"),
+                    "spread.posterior_var": pytest.approx(0.5)}
     assert "differs from" in pretrained.describe_match(changed, a) and "meta.context" in \
         pretrained.describe_match(changed, a)
 
