@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import meta_vae
 from .checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from .errors import CheckpointError
 from .generation import ConditionalVAE, Params
@@ -55,9 +56,8 @@ class TrainedWeights:
         return ConditionalVAE(s["latent_dim"], s["context_dim"], s["width"], s["blocks"]).to(device)
 
     def meta_config(self) -> MetaConfig:
-        """The adaptation the weights were meta-trained for."""
-        s = self.settings
-        return MetaConfig("metasgd", inner_steps=s["inner_steps"], inner_lr=s["inner_lr"], adapt=tuple(s["adapt"]))
+        """The adaptation the weights were meta-trained for (Meta-SGD, as in notebook 04 and the CLI)."""
+        return meta_vae.meta_config(self.settings)
 
     def spread_dict(self) -> dict[str, Tensor]:
         """``spread`` by name, as stored."""
