@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tasks per outer step, split over the processes (default: the profile's)")
     parser.add_argument("--pretrain-steps", type=int_at_least(0),
                         help="meta_vae: steps of the joint VAE trained before meta-training (default: the profile's)")
+    parser.add_argument("--class-steps", type=int_at_least(0),
+                        help="meta_vae: steps of per-class contexts after the joint VAE (default: the profile's, 0)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/latest/")
 
 
@@ -64,7 +66,7 @@ def train_command(args: argparse.Namespace) -> TrainResult:
     under torchrun every process runs this and rank 0 writes the files."""
     resolved = resolve(args.profile, args.seed, args.device, None if args.data == "glyphs" else args.data)
     run, cfg = run_settings(args.profile, args.model, args.data, args.seed, args.steps, args.tasks_per_step,
-                            args.pretrain_steps)
+                            args.pretrain_steps, args.class_steps)
     rank, world, device = init_distributed(resolved.device)
     try:
         images = load(args.data, run["image_size"], progress=rank == 0)

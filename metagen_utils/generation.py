@@ -15,8 +15,9 @@ Parameter names suit ``MetaConfig.adapt`` prefixes: ``context``, ``prior.*``, ``
 film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for the decoder's optional
 residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
 is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
-class-agnostic VAE (:func:`train_joint`), which the baselines start from and meta-training
-(:func:`meta_train`) continues from.
+class-agnostic VAE (:func:`train_joint`), which the baselines start from. Training then gives every
+background class a context of its own (:func:`train_class_contexts`), and meta-training
+(:func:`meta_train`) continues from there.
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
 beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
@@ -370,6 +371,48 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
         optimizer.step()
         schedule.step()
     return {n: t.detach().clone() for n, t in model.named_parameters()}
+
+
+def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, classes_per_step: int = 16,
+                         images_per_class: int = 4, lr: float = 2e-3, context_lr: float = 3e-2, seed: int = 0,
+                         amp_dtype: torch.dtype | None = None) -> Tensor:
+    """Continue training in place with one context per class of ``images`` (CAVIA's context parameters,
+    one per background class and trained to convergence instead of for a few steps): each step draws
+    ``classes_per_step`` classes and ``images_per_class`` images of each, and descends their −ELBO under
+    p(z | c_class) plus a N(0, I) prior on every c, with the encoder, decoder and prior map. The prior
+    map thus learns where classes lie and how far their images scatter, before meta-training learns to
+    find c from K images. The FiLMs stay the identity, so c's gradients keep the scale the inner loop's
+    rates start from. Leaves ``model.context`` at the contexts' mean (meta-training's first c) and
+    returns the contexts ``[num_classes, context_dim]``."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"train_class_contexts: steps={steps!r}; expected a positive integer")
+    sampler = EpisodeSampler(images, k_shot=images_per_class, n_query=0, n_way=classes_per_step, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    device = model.context.device
+    contexts = torch.zeros(images.num_classes, model.context_dim, device=device, requires_grad=True)
+    params = dict(model.named_parameters())
+    trained = [params[n] for n in joint_names(list(params)) + select_adapted(list(params), ("prior",))]
+    # The contexts' rate is higher: each is updated only on the steps that draw its class.
+    optimizer = torch.optim.Adam([{"params": trained}, {"params": [contexts], "lr": context_lr}], lr=lr)
+    schedule = warmup_cosine(optimizer, steps)
+    images_per_class_mean = float(images.class_counts().mean())
+    for _ in range(steps):
+        episode = sampler.sample(1)
+        classes = episode.classes[0].to(device)
+        support = episode.support.view(classes_per_step, images_per_class, *IMAGE_SHAPE)
+        noise = torch.randn(classes_per_step, images_per_class, 1, model.latent_dim, generator=generator)
+        with autocast(device, amp_dtype):
+            nelbo = per_task(model, params, {"context": contexts[classes]}, pack(support, noise).to(device), "nelbo")
+            # The prior's −log N(c; 0, I) is counted once per class: per image, divided by images per class.
+            penalty = 0.5 * (contexts[classes] ** 2).sum(-1).mean() / images_per_class_mean
+            loss = nelbo.mean() + penalty
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    with torch.no_grad():
+        model.context.copy_(contexts.mean(0))
+    return contexts.detach()
 
 
 def set_initial_rates(meta_params: Params, initial_rates: dict[str, float]) -> Params:

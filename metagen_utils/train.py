@@ -346,7 +346,8 @@ PROFILES_BY_MODEL = {"conv_generator": RUN_PROFILES, "meta_vae": meta_vae.PROFIL
 
 
 def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
-                 tasks_per_step: int | None = None, pretrain_steps: int | None = None) -> tuple[dict, TrainConfig]:
+                 tasks_per_step: int | None = None, pretrain_steps: int | None = None,
+                 class_steps: int | None = None) -> tuple[dict, TrainConfig]:
     """(run config saved in checkpoints, TrainConfig) for a profile and the command-line overrides."""
     if profile not in RUN_PROFILES:
         raise ConfigError(f"profile={profile!r} is not valid; expected one of {sorted(RUN_PROFILES)}")
@@ -357,10 +358,12 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
     run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
     if tasks_per_step is not None:
         run["tasks_per_step"] = tasks_per_step
-    if pretrain_steps is not None:
-        if "joint_steps" not in run["model_config"]:
-            raise ConfigError(f"pretrain_steps={pretrain_steps}: model {model!r} has no pretraining stage")
-        run["model_config"] = {**run["model_config"], "joint_steps": pretrain_steps}
+    for name, value, key in (("pretrain_steps", pretrain_steps, "joint_steps"),
+                             ("class_steps", class_steps, "class_steps")):
+        if value is not None:
+            if key not in run["model_config"]:
+                raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
+            run["model_config"] = {**run["model_config"], key: value}
     cfg = TrainConfig(**{**base["train"], **({} if steps is None else {"steps": steps}), "seed": seed})
     return run, cfg
 

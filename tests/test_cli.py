@@ -122,8 +122,8 @@ def test_python_dash_m_metagen_utils_runs_the_cli_and_exits_with_its_status(tmp_
 
 TINY_VAE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 3,
             "model_config": {"latent_dim": 4, "context_dim": 4, "width": 8, "joint_steps": 3, "joint_lr": 2e-3,
-                             "inner_steps": 2, "inner_lr": 0.5, "test_steps": 3, "adapt": ["context", "decoder.up"],
-                             "initial_rates": {"decoder.up": 1e-4}, "is_samples": 4},
+                             "class_steps": 0, "inner_steps": 2, "inner_lr": 0.5, "test_steps": 3,
+                             "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 4},
             "train": {"steps": 2, "outer_lr": 4e-3, "warmup_steps": 0, "max_grad_norm": 100.0,
                       "checkpoint_every": 1, "validate_every": 1}}
 
@@ -164,8 +164,9 @@ def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tm
     from metagen_utils import cli, generation
 
     data = omniglot_folder(tmp_path / "data")
-    common = ["train", "--model", "meta_vae", "--data", str(data), "--device", "cpu"]
+    common = ["train", "--model", "meta_vae", "--data", str(data), "--device", "cpu", "--class-steps", "2"]
     assert main([*common, "--out", str(tmp_path / "straight")]) == 0
+    assert load_checkpoint(tmp_path / "straight" / "latest").config["run"]["model_config"]["class_steps"] == 2
 
     real_episodes, real_joint, pretrained = cli.episode_fn, generation.train_joint, []
     def killed_at_step_two(*args, **kwargs):
@@ -177,13 +178,16 @@ def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tm
             return sample(step)
         return maybe
     monkeypatch.setattr(cli, "episode_fn", killed_at_step_two)
+    real_contexts = generation.train_class_contexts
     monkeypatch.setattr(generation, "train_joint", lambda *a, **k: pretrained.append(1) or real_joint(*a, **k))
+    monkeypatch.setattr(generation, "train_class_contexts",
+                        lambda *a, **k: pretrained.append(2) or real_contexts(*a, **k))
     with pytest.raises(Interrupted):
         main([*common, "--out", str(tmp_path / "resumed")])
     assert load_checkpoint(tmp_path / "resumed" / "latest").step == 1
     monkeypatch.setattr(cli, "episode_fn", real_episodes)
     assert main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
-    assert pretrained == [1]                       # the joint VAE was trained once, not again on resume
+    assert pretrained == [1, 2]           # the joint VAE and class contexts were trained once, not again on resume
     straight, resumed = (load_checkpoint(tmp_path / run / "latest") for run in ("straight", "resumed"))
     assert resumed.step == straight.step == 2
     assert straight.weights.keys() == resumed.weights.keys()
@@ -196,3 +200,6 @@ def test_pretrain_steps_is_refused_for_a_model_without_pretraining(tmp_path, tin
     assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(tmp_path / "run"),
                  "--device", "cpu", "--pretrain-steps", "5"]) == 1
     assert "pretrain_steps=5: model 'conv_generator' has no pretraining stage" in capsys.readouterr().err
+    assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(tmp_path / "run2"),
+                 "--device", "cpu", "--class-steps", "5"]) == 1
+    assert "class_steps=5: model 'conv_generator' has no pretraining stage" in capsys.readouterr().err

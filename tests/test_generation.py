@@ -257,3 +257,40 @@ def test_sampling_temperature_scales_the_prior_noise(glyph_set):
         for tau, got in ((1.0, warm), (0.5, half)):
             z = mean + tau * (0.5 * logvar).exp() * noise
             torch.testing.assert_close(got, torch.sigmoid(model.decoder(z.flatten(0, 1), model.context)).view_as(got))
+
+
+def test_class_contexts_give_each_class_its_own_prior_and_start_meta_training_at_their_mean(glyph_set):
+    images = glyph_set.split("background").select_classes(list(range(6)))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = gen.ConditionalVAE(4, 4, 4)
+        joint = gen.train_joint(model, images, steps=200, batch_size=16)
+        contexts = gen.train_class_contexts(model, images, steps=200, classes_per_step=3, images_per_class=4,
+                                            context_lr=0.1, seed=1)
+        runs.append((contexts, params_of(model)))
+    (contexts, params), (contexts_again, params_again) = runs
+    assert all(torch.equal(params[n], params_again[n]) for n in params) and torch.equal(contexts, contexts_again)
+    assert contexts.shape == (6, 4) and torch.equal(params["context"], contexts.mean(0))
+    assert not torch.equal(params["decoder.out.weight"], joint["decoder.out.weight"])
+    for film in ("encoder.film.weight", "decoder.film.weight"):      # FiLM stays the identity
+        assert torch.equal(params[film], joint[film])
+    # Each class's prior mean m(c_j) has moved to where that class's images are encoded.
+    pixels, labels = torch.from_numpy(images.images), torch.from_numpy(images.labels)
+    with torch.no_grad():
+        mu = gen.call(model, params, pixels, "posterior")[:, :4]
+        prior_means = (contexts @ params["prior.weight"].T + params["prior.bias"])[:, :4]
+    class_means = torch.stack([mu[labels == j].mean(0) for j in range(6)])
+    distance = torch.cdist(prior_means, class_means)                           # [context, class]
+    own, other = distance.diagonal().mean(), (distance.sum() - distance.diagonal().sum()) / 30
+    assert own < 0.25 * other, distance
+
+
+def test_class_contexts_refuse_bad_settings_by_name(glyph_set):
+    images = glyph_set.split("background").select_classes(list(range(6)))
+    with pytest.raises(ConfigError, match="steps=0"):
+        gen.train_class_contexts(vae(), images, steps=0)
+    with pytest.raises(DataError, match="fewer images than the 500 requested"):
+        gen.train_class_contexts(vae(), images, steps=1, classes_per_step=2, images_per_class=500)
+    with pytest.raises(DataError, match="n_way=16 but"):
+        gen.train_class_contexts(vae(), images, steps=1)
