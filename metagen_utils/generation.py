@@ -15,9 +15,9 @@ Parameter names suit ``MetaConfig.adapt`` prefixes: ``context``, ``prior.*``, ``
 film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for the decoder's optional
 residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
 is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
-class-agnostic VAE (:func:`train_joint`), which the baselines start from. Training then gives every
-background class a context of its own (:func:`train_class_contexts`), and meta-training
-(:func:`meta_train`) continues from there.
+class-agnostic VAE (:func:`train_joint`), which the baselines start from and meta-training
+(:func:`meta_train`) continues from; optionally after giving every background class a context of its
+own (:func:`train_class_contexts`).
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
 beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
