@@ -123,7 +123,8 @@ def test_python_dash_m_metagen_utils_runs_the_cli_and_exits_with_its_status(tmp_
 TINY_VAE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 3,
             "model_config": {"latent_dim": 4, "context_dim": 4, "width": 8, "joint_steps": 3, "joint_lr": 2e-3,
                              "class_steps": 0, "inner_steps": 2, "inner_lr": 0.5, "test_steps": 3,
-                             "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 4},
+                             "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
+                             "is_samples": 4},
             "train": {"steps": 2, "outer_lr": 4e-3, "warmup_steps": 0, "max_grad_norm": 100.0,
                       "checkpoint_every": 1, "validate_every": 1}}
 
