@@ -5,7 +5,7 @@
     python -m benchmarks.bench_gpu --device cpu --quick --no-notebook --out /tmp/dry.json   # a dry run
 
 1. Meta-training steps of notebook 04's model (the conditional-prior VAE, Meta-SGD on the context and
-   ``decoder.up``, 3 inner steps, K cycling 1 and 5) with :func:`metagen_utils.generation.meta_train`,
+   ``decoder.up``, 3 inner steps, K cycling 1 and 5) with :func:`metagen_utils.train.fit`,
    in float32 and under bfloat16 autocast, at 16 and 64 tasks per step: seconds per step (wall time of
    ``--steps`` steps after ``--warmup`` steps, the device synchronised) and peak GPU memory.
 2. ``python -m metagen_utils.harness run --only 04 -p PROFILE full -p DEVICE cuda``: the notebook end to
@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 
 from metagen_utils import generation as gen
-from metagen_utils.meta_vae import MODEL, meta_config
 from metagen_utils.files import write_json
 from metagen_utils.glyphs import load_glyphs
+from metagen_utils.meta_vae import MODEL, PROFILES, meta_model
+from metagen_utils.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
@@ -45,14 +46,19 @@ def time_meta_training(images, device: str, amp_name: str, tasks_per_step: int, 
     """Seconds per meta-training step and peak memory for one precision and batch size."""
     torch.manual_seed(0)
     model = gen.ConditionalVAE(MODEL["latent_dim"], MODEL["context_dim"], MODEL["width"], MODEL["blocks"]).to(device)
-    kwargs = dict(meta_batch_size=tasks_per_step, outer_lr=4e-3, initial_rates=MODEL["initial_rates"],
-                  amp_dtype=DTYPES[amp_name])
-    gen.meta_train(model, meta_config(MODEL), images, steps=warmup, **kwargs)   # kernels chosen, caches warm
+    learner = meta_model(model, MODEL, seed=0, device=device, amp_dtype=DTYPES[amp_name])
+    run = {**PROFILES["cpu"], "tasks_per_step": tasks_per_step}      # K = 1 and 5 in turn, as in training
+
+    def meta_train(n: int) -> list[float]:
+        cfg = TrainConfig(steps=n, outer_lr=4e-3, max_grad_norm=100.0)
+        return fit(learner, images, None, run, cfg, progress=False).train_losses
+
+    meta_train(warmup)   # kernels chosen, caches warm
     synchronize(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    _, losses = gen.meta_train(model, meta_config(MODEL), images, steps=steps, **kwargs)
+    losses = meta_train(steps)
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.startswith("cuda") else None

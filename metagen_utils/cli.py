@@ -30,7 +30,7 @@ from .data import ImageSet, load
 from .errors import CheckpointError, MetagenError
 from .files import write_atomic, write_json
 from .tasks import EpisodeSampler
-from .train import MODELS, MetaModel, TrainResult, episode_fn, init_distributed, run_settings, train
+from .train import MODELS, MetaModel, TrainResult, episode_fn, fit, init_distributed, run_settings
 
 
 def int_at_least(least: int) -> Callable[[str], int]:
@@ -74,15 +74,8 @@ def train_command(args: argparse.Namespace) -> TrainResult:
         resuming = args.resume and (args.out / "latest").is_dir()
         model = MODELS[args.model](run, images.image_shape, device,
                                    pretrain_on=None if resuming else images.split("background"))
-        sample = episode_fn(images.split("background"), run["k_shot"], run["n_query"], run["tasks_per_step"],
-                            args.seed)
-        validate = None
-        if "validation" in images.splits:
-            episode = episode_fn(images.split("validation"), run["k_shot"], run["n_query"], run["val_tasks"],
-                                 args.seed)(0)
-            validate = lambda params: model.validate_fn(params, episode)   # noqa: E731
-        result = train(model.meta_params, model.loss_fn, sample, cfg, validate, args.out, args.resume,
-                       progress=True, run_config=run)
+        validation = images.split("validation") if "validation" in images.splits else None
+        result = fit(model, images.split("background"), validation, run, cfg, args.out, args.resume)
         if rank == 0:
             write_json(args.out / "metrics" / "train.json", {
                 "model": args.model, "steps": result.step, "processes": world,

@@ -16,8 +16,8 @@ film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for th
 residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
 is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
 class-agnostic VAE (:func:`train_joint`), which the baselines start from and meta-training
-(:func:`meta_train`) continues from; optionally after giving every background class a context of its
-own (:func:`train_class_contexts`).
+(:func:`metagen_utils.meta_vae.meta_model`, trained by :func:`metagen_utils.train.fit`) continues from;
+optionally after giving every background class a context of its own (:func:`train_class_contexts`).
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
 beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
@@ -39,7 +39,7 @@ from torch.func import functional_call, grad, vmap
 
 from .data import ImageSet
 from .errors import ConfigError, DataError
-from .meta import LR_PREFIX, MetaConfig, Params, TaskBatch, init_meta_params, meta_step, select_adapted
+from .meta import LR_PREFIX, MetaConfig, Params, TaskBatch, select_adapted
 from .models import LinearMetaNet
 from .tasks import EpisodeSampler
 
@@ -425,31 +425,3 @@ def set_initial_rates(meta_params: Params, initial_rates: dict[str, float]) -> P
                 meta_params[LR_PREFIX + name].fill_(rate)
     return meta_params
 
-
-def meta_train(model: ConditionalVAE, cfg: MetaConfig, images: ImageSet, steps: int, meta_batch_size: int = 16,
-               k_shots: Sequence[int] = (1, 5), n_query: int = 5, outer_lr: float = 4e-3, seed: int = 0,
-               max_grad_norm: float | None = 100.0, initial_rates: dict[str, float] | None = None,
-               amp_dtype: torch.dtype | None = None) -> tuple[Params, list[float]]:
-    """Meta-train in place from the model's current weights (e.g. the joint VAE): each outer step draws
-    ``meta_batch_size`` one-class tasks with K cycling through ``k_shots``, adapts ``cfg.adapt`` on the
-    support −ELBO and descends the query −ELBO (:func:`metagen_utils.meta.meta_step`, vmapped).
-    ``initial_rates`` ``{prefix: rate}`` starts the learned rates of some adapted parameters elsewhere
-    than ``cfg.inner_lr``: a decoder layer's gradient of a pixel-sum likelihood is hundreds of times the
-    context's, and one rate for both either leaves c still or makes the layer diverge. Runs on the
-    model's device, under :func:`autocast` with ``amp_dtype`` if given.
-    Returns (meta_params — the module's tensors plus learned rates, the meta-loss of each step)."""
-    generator = torch.Generator().manual_seed(seed)
-    samplers = [EpisodeSampler(images, k_shot=k, n_query=n_query, seed=seed + i) for i, k in enumerate(k_shots)]
-    meta_params = set_initial_rates(init_meta_params(model, cfg), initial_rates or {})
-    optimizer = torch.optim.Adam(meta_params.values(), lr=outer_lr)
-    schedule = warmup_cosine(optimizer, steps)
-    losses = []
-    for step in range(steps):
-        episode = samplers[step % len(samplers)].sample(meta_batch_size)
-        device = model.context.device
-        batch = task_batch(episode.support.to(device), episode.query.to(device), model.latent_dim, generator)
-        with autocast(device, amp_dtype):
-            losses.append(meta_step(model, meta_params, optimizer, batch, cfg, mean_loss,
-                                    max_grad_norm=max_grad_norm))
-        schedule.step()
-    return meta_params, losses

@@ -1,15 +1,18 @@
-"""Notebook 04's model for the command line and torchrun: ``python -m metagen_utils train --model meta_vae``.
+"""Notebook 04's model for the notebook, the command line and torchrun
+(``python -m metagen_utils train --model meta_vae``).
 
-The conditional-prior VAE of :mod:`metagen_utils.generation`, built and used by the same functions the
-notebook calls: the joint (class-agnostic) VAE is trained first (:func:`generation.train_joint`), then the
-context and one decoder layer are meta-learned with Meta-SGD — here by the generic outer loop of
-:mod:`metagen_utils.train` (AdamW, warm-up and cosine, clipping, validation, checkpoints, exact resume,
-DDP) instead of the notebook's short Adam loop. Adaptation, sampling and scoring are
-:func:`generation.adapt`, :func:`generation.sample` and :func:`generation.query_scores`.
+The conditional-prior VAE of :mod:`metagen_utils.generation`: the joint (class-agnostic) VAE is trained
+first (:func:`generation.train_joint`), then the context and one decoder layer are meta-learned with
+Meta-SGD by the outer loop of :mod:`metagen_utils.train` (AdamW, warm-up and cosine, clipping,
+validation with the best step kept, checkpoints, exact resume, DDP), with K = 1 and K = 5 tasks in turn.
+Notebook 04 builds its model with :func:`meta_model` and trains it with :func:`metagen_utils.train.fit`,
+the functions the command line uses, in the configuration :data:`PROFILES` gives both. Adaptation,
+sampling and scoring are :func:`generation.adapt`, :func:`generation.sample` and
+:func:`generation.query_scores`.
 
-It runs on any device, in float32: as in notebook 04, random numbers are drawn on the CPU and moved to
-the device, so one seed gives one run wherever it goes. Under torchrun every rank trains the same joint
-VAE from the same seed before meta-training splits the tasks.
+It runs on any device, in float32 (or under bfloat16 autocast where asked): random numbers are drawn on
+the CPU and moved to the device, so one seed gives one run wherever it goes. Under torchrun every rank
+trains the same joint VAE from the same seed before meta-training splits the tasks.
 """
 from __future__ import annotations
 
@@ -33,12 +36,15 @@ from .tasks import Episode
 MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
          "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
          "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
+# Meta-training alternates K = 1 and K = 5 tasks (train_k_shots); validation and the command line's
+# evaluate use K = 5 (k_shot).
 PROFILES = {
-    "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 64, "eval_tasks": 200,
-            "model_config": MODEL,
+    "cpu": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 64,
+            "eval_tasks": 200, "model_config": MODEL,
             "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
                       "checkpoint_every": 100, "validate_every": 100}},
-    "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 16, "val_tasks": 128, "eval_tasks": 600,
+    "full": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 128,
+             "eval_tasks": 600,
              "model_config": {**MODEL, "width": 32, "blocks": 3, "joint_steps": 4800, "is_samples": 64},
              "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
                        "checkpoint_every": 200, "validate_every": 200}},
@@ -53,11 +59,9 @@ def meta_config(settings: Mapping) -> MetaConfig:
 
 def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
              pretrain_on: ImageSet | None = None):
-    """The :class:`metagen_utils.train.MetaModel` of notebook 04's model. With ``pretrain_on`` (a new run)
-    the joint VAE is trained on it first; without (resuming, evaluating, sampling) the weights come from
-    the checkpoint."""
-    from .train import MetaModel   # here, not at the top: train imports this module to register it
-
+    """The :class:`metagen_utils.train.MetaModel` of notebook 04's model, for the command line. With
+    ``pretrain_on`` (a new run) the joint VAE is trained on it first; without (resuming, evaluating,
+    sampling) the weights come from the checkpoint."""
     if tuple(image_shape) != gen.IMAGE_SHAPE:
         raise ConfigError(f"model 'meta_vae' draws 1×28×28 gray images; the data has images of shape "
                           f"{tuple(image_shape)} (load it at image size 28, gray)")
@@ -73,6 +77,17 @@ def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
             gen.train_class_contexts(module, pretrain_on, steps=settings["class_steps"], seed=run["seed"],
                                      classes_per_step=min(16, pretrain_on.num_classes),
                                      images_per_class=min(4, int(pretrain_on.class_counts().min())))
+    return meta_model(module, settings, run["seed"], device)
+
+
+def meta_model(module: gen.ConditionalVAE, settings: Mapping, seed: int, device: str,
+               amp_dtype: torch.dtype | None = None):
+    """Meta-SGD on ``module`` as ``settings`` (a profile's ``model_config``) describe it, from the module's
+    current weights (the joint VAE): a :class:`metagen_utils.train.MetaModel` whose meta-parameters are
+    the module's tensors plus the learned inner rates, started at ``settings["initial_rates"]``.
+    ``amp_dtype`` (bfloat16 on CUDA) runs each meta-gradient under :func:`generation.autocast`."""
+    from .train import MetaModel   # here, not at the top: train imports this module to register it
+
     cfg = meta_config(settings)
     params = gen.set_initial_rates(init_meta_params(module, cfg), dict(settings["initial_rates"]))
 
@@ -81,8 +96,12 @@ def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
         return gen.task_batch(episode.support.to(device), episode.query.to(device), module.latent_dim,
                               generator=None)
 
+    def loss(meta: Mapping[str, Tensor], episode: Episode):
+        with gen.autocast(device, amp_dtype):
+            return meta_gradient(module, meta, batch(episode), cfg, gen.mean_loss)
+
     def generator(use: int) -> torch.Generator:
-        return torch.Generator().manual_seed(run["seed"] * 1000 + use)
+        return torch.Generator().manual_seed(seed * 1000 + use)
 
     def evaluate(meta: Mapping[str, Tensor], episode: Episode) -> dict[str, Tensor]:
         support, query = episode.support.to(device), episode.query.to(device)
@@ -99,8 +118,10 @@ def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
                                           generator(1), steps=settings["test_steps"])
         return samples[0].cpu()
 
-    return MetaModel(
-        meta_params=params,
-        loss_fn=lambda meta, episode: meta_gradient(module, meta, batch(episode), cfg, gen.mean_loss),
-        validate_fn=lambda meta, episode: meta_loss(module, meta, batch(episode), cfg, gen.mean_loss).item(),
-        evaluate_fn=evaluate, generate_fn=generate)
+    def validate(meta: Mapping[str, Tensor], episode: Episode) -> float:
+        # Detached: the value needs no graph through the inner gradients (the same numbers, less work).
+        frozen = {n: t.detach() for n, t in meta.items()}
+        return meta_loss(module, frozen, batch(episode), cfg, gen.mean_loss).item()
+
+    return MetaModel(meta_params=params, loss_fn=loss, validate_fn=validate, evaluate_fn=evaluate,
+                     generate_fn=generate)

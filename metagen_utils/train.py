@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,7 +89,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 class TrainResult:
     """params: the trained meta-parameters (the dict passed in, updated in place); train_losses: the
     meta-loss of every step from 1 (a resumed run includes the steps before the interruption);
-    validation: ``[step, loss]`` pairs (filled on rank 0 only)."""
+    validation: ``[step, loss]`` pairs (filled on rank 0 only); best_params: a copy of the meta-parameters
+    at ``best_step``, the step with the lowest validation loss (None without validation)."""
 
     params: Params
     step: int
@@ -97,6 +98,7 @@ class TrainResult:
     validation: list[list[float]] = field(default_factory=list)
     best_step: int | None = None
     best_validation: float | None = None
+    best_params: Params | None = None
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -120,14 +122,20 @@ def seed_step(seed: int, step: int, rank: int = 0) -> None:
     random.seed(int(a))
 
 
-def episode_fn(images: ImageSet, k_shot: int, n_query: int, tasks_per_step: int,
+def episode_fn(images: ImageSet, k_shot: int | Sequence[int], n_query: int, tasks_per_step: int,
                seed: int) -> Callable[[int], Episode]:
-    """``step → Episode`` with support ``[tasks_per_step, k_shot, C, H, W]``, a pure function of
-    (seed, step): each call draws from a fresh generator seeded by both, not from one stream read in
-    order, so step 8 has the same tasks whether or not steps 1–7 ran in this process."""
-    sampler = EpisodeSampler(images, k_shot, n_query, seed=seed)   # validates once, reused for every step
+    """``step → Episode`` with support ``[tasks_per_step, K, C, H, W]``, a pure function of (seed, step):
+    each call draws from a fresh generator seeded by both, not from one stream read in order, so step 8
+    has the same tasks whether or not steps 1–7 ran in this process. ``k_shot`` is K, or a list of K that
+    the steps take in turn (step s uses ``k_shot[s % len(k_shot)]``), so one model learns every K."""
+    shots = [k_shot] if isinstance(k_shot, int) else list(k_shot)
+    if not shots:
+        raise ConfigError("k_shot=[]: expected a number of support images, or a list of them")
+    # One sampler per K, each checking the data once; reused for every step.
+    samplers = [EpisodeSampler(images, k, n_query, seed=seed) for k in shots]
 
     def sample(step: int) -> Episode:
+        sampler = samplers[step % len(samplers)]
         sampler.rng = np.random.default_rng([seed, step])
         return sampler.sample(tasks_per_step)
     return sample
@@ -176,7 +184,7 @@ def train(meta_params: Params, loss_fn: LossFn, sample_fn: Callable[[int], Episo
     config = {"train": asdict(cfg), "run": dict(run_config or {})}
     history: dict = {"train_losses": [], "validation": [], "best_step": None, "best_validation": None}
     out = None if out_dir is None else Path(out_dir)
-    start = 0
+    start, best = 0, None
     if resume:
         if out is None:
             raise ConfigError("resume=True needs the out_dir whose latest/ checkpoint to continue")
@@ -184,6 +192,8 @@ def train(meta_params: Params, loss_fn: LossFn, sample_fn: Callable[[int], Episo
         check_config(checkpoint, config)
         restore(checkpoint, meta_params, optimizer)
         start, history = checkpoint.step, checkpoint.extra.get("history", history)
+        if history["best_step"] is not None and (out / "best").is_dir():
+            best = {n: t.to(meta_params[n].device) for n, t in load_checkpoint(out / "best").weights.items()}
     elif out is not None and (out / "latest").exists():
         raise ConfigError(f"{out / 'latest'} already holds a checkpoint; resume it (resume=True, --resume) "
                           "or give another output folder")
@@ -244,6 +254,7 @@ def train(meta_params: Params, loss_fn: LossFn, sample_fn: Callable[[int], Episo
             history["validation"].append([step, val])
             if history["best_validation"] is None or val < history["best_validation"]:
                 history["best_step"], history["best_validation"] = step, val
+                best = {n: t.detach().clone() for n, t in meta_params.items()}
                 if out is not None:
                     save(out / "best", step)
         if out is not None and rank == 0 and _should(step, cfg.checkpoint_every, cfg.steps):
@@ -252,7 +263,7 @@ def train(meta_params: Params, loss_fn: LossFn, sample_fn: Callable[[int], Episo
                 shutil.rmtree(old)
     bar.close()
     return TrainResult(meta_params, max(start, cfg.steps), history["train_losses"], history["validation"],
-                       history["best_step"], history["best_validation"])
+                       history["best_step"], history["best_validation"], best)
 
 
 # ------------------------------------------------------------------------------ models the CLI trains
@@ -272,6 +283,23 @@ class MetaModel:
     validate_fn: Callable[[Params, Episode], float]
     evaluate_fn: Callable[[Params, Episode], dict[str, Tensor]]
     generate_fn: Callable[[Params, Tensor], Tensor]
+
+
+def fit(model: MetaModel, background: ImageSet, validation: ImageSet | None, run: Mapping, cfg: TrainConfig,
+        out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Meta-train ``model`` on tasks of ``background`` as ``run`` describes them — K support images
+    (``run["train_k_shots"]`` in turn where given, else ``run["k_shot"]``), ``n_query`` query images,
+    ``tasks_per_step`` tasks a step — and validate on the same ``val_tasks`` tasks of ``validation``
+    (K = ``run["k_shot"]``) every ``cfg.validate_every`` steps. The command line's ``train`` and notebook
+    04 both train this way; see :func:`train` for the loop, checkpoints and resuming."""
+    sample = episode_fn(background, run.get("train_k_shots", run["k_shot"]), run["n_query"],
+                        run["tasks_per_step"], cfg.seed)
+    validate = None
+    if validation is not None:
+        episode = episode_fn(validation, run["k_shot"], run["n_query"], run["val_tasks"], cfg.seed)(0)
+        validate = lambda params: model.validate_fn(params, episode)   # noqa: E731
+    return train(model.meta_params, model.loss_fn, sample, cfg, validate, out_dir, resume, progress,
+                 run_config=run)
 
 
 def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str,
@@ -364,8 +392,10 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
             if key not in run["model_config"]:
                 raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
             run["model_config"] = {**run["model_config"], key: value}
-    cfg = TrainConfig(**{**base["train"], **({} if steps is None else {"steps": steps}), "seed": seed})
-    return run, cfg
+    settings = {**base["train"], "seed": seed}
+    if steps is not None:   # another length keeps the profile's fraction of warm-up steps
+        settings.update(steps=steps, warmup_steps=base["train"]["warmup_steps"] * steps // base["train"]["steps"])
+    return run, TrainConfig(**settings)
 
 
 def init_distributed(device: str) -> tuple[int, int, str]:

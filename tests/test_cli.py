@@ -120,7 +120,8 @@ def test_python_dash_m_metagen_utils_runs_the_cli_and_exits_with_its_status(tmp_
     assert "python -m metagen_utils sample: error:" in err and "no checkpoint folder here" in err
 
 
-TINY_VAE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 3,
+TINY_VAE = {"k_shot": 2, "train_k_shots": [1, 2], "n_query": 1, "tasks_per_step": 2, "val_tasks": 2,
+            "eval_tasks": 3,
             "model_config": {"latent_dim": 4, "context_dim": 4, "width": 8, "joint_steps": 3, "joint_lr": 2e-3,
                              "class_steps": 0, "inner_steps": 2, "inner_lr": 0.5, "test_steps": 3,
                              "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4},
@@ -162,14 +163,14 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tmp_path, tiny_vae, monkeypatch):
-    from metagen_utils import cli, generation
+    from metagen_utils import generation
 
     data = omniglot_folder(tmp_path / "data")
     common = ["train", "--model", "meta_vae", "--data", str(data), "--device", "cpu", "--class-steps", "2"]
     assert main([*common, "--out", str(tmp_path / "straight")]) == 0
     assert load_checkpoint(tmp_path / "straight" / "latest").config["run"]["model_config"]["class_steps"] == 2
 
-    real_episodes, real_joint, pretrained = cli.episode_fn, generation.train_joint, []
+    real_episodes, real_joint, pretrained = train_module.episode_fn, generation.train_joint, []
     def killed_at_step_two(*args, **kwargs):
         sample, training = real_episodes(*args, **kwargs), not hasattr(killed_at_step_two, "called")
         killed_at_step_two.called = True          # the first sampler is training's, the second validation's
@@ -178,7 +179,7 @@ def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tm
                 raise Interrupted
             return sample(step)
         return maybe
-    monkeypatch.setattr(cli, "episode_fn", killed_at_step_two)
+    monkeypatch.setattr(train_module, "episode_fn", killed_at_step_two)
     real_contexts = generation.train_class_contexts
     monkeypatch.setattr(generation, "train_joint", lambda *a, **k: pretrained.append(1) or real_joint(*a, **k))
     monkeypatch.setattr(generation, "train_class_contexts",
@@ -186,7 +187,7 @@ def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tm
     with pytest.raises(Interrupted):
         main([*common, "--out", str(tmp_path / "resumed")])
     assert load_checkpoint(tmp_path / "resumed" / "latest").step == 1
-    monkeypatch.setattr(cli, "episode_fn", real_episodes)
+    monkeypatch.setattr(train_module, "episode_fn", real_episodes)
     assert main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
     assert pretrained == [1, 2]           # the joint VAE and class contexts were trained once, not again on resume
     straight, resumed = (load_checkpoint(tmp_path / run / "latest") for run in ("straight", "resumed"))

@@ -85,6 +85,15 @@ def test_each_steps_episode_is_a_function_of_seed_and_step_alone():
     assert not torch.equal(other_seed(8).support_index, later_first.support_index)
 
 
+def test_a_list_of_k_shot_is_taken_in_turn_by_step():
+    sample = episode_fn(image_set(), k_shot=[1, 3], n_query=2, tasks_per_step=4, seed=3)
+    assert [sample(step).support.shape[1] for step in range(4)] == [1, 3, 1, 3]
+    assert sample(5).query.shape[1] == 2
+    assert torch.equal(sample(7).support_index, sample(7).support_index)       # still a function of the step
+    with pytest.raises(ConfigError, match=r"k_shot=\[\]"):
+        episode_fn(image_set(), k_shot=[], n_query=2, tasks_per_step=4, seed=3)
+
+
 def test_shards_put_every_task_on_exactly_one_rank_even_when_uneven():
     episode = episode_fn(image_set(), 2, 2, tasks_per_step=5, seed=0)(1)
     shards = [shard(episode, rank, 3) for rank in range(3)]
@@ -141,6 +150,8 @@ def test_resuming_after_an_interruption_gives_bit_identical_parameters_and_histo
     assert resumed.train_losses == straight.train_losses and len(resumed.train_losses) == 15
     assert resumed.validation == straight.validation
     assert (resumed.best_step, resumed.best_validation) == (straight.best_step, straight.best_validation)
+    for name in straight.best_params:     # the best step came before the interruption: read back from best/
+        assert torch.equal(resumed.best_params[name], straight.best_params[name]), name
 
 
 def test_best_holds_the_lowest_validation_and_only_the_last_step_folders_are_kept(tmp_path):
@@ -153,6 +164,21 @@ def test_best_holds_the_lowest_validation_and_only_the_last_step_folders_are_kep
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "latest", "step_000014", "step_000015"]
     latest = load_checkpoint(tmp_path / "latest")
     assert latest.step == 15 and torch.equal(latest.weights["w"], result.params["w"].detach())
+    assert torch.equal(result.best_params["w"], best.weights["w"])
+
+
+def test_the_best_parameters_are_kept_in_memory_without_an_output_folder():
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    scores = iter([2.0, 1.0, 3.0])     # validation at steps 5, 10, 15: the middle one is best
+    seen = {}
+    def validate(params):
+        seen[len(seen)] = params["w"].detach().clone()
+        return next(scores)
+    result = train(linear_params(), noisy_loss, sample, CFG, validate, progress=False)
+    assert result.best_step == 10 and result.best_validation == 1.0
+    assert torch.equal(result.best_params["w"], seen[1])
+    assert not torch.equal(result.best_params["w"], result.params["w"].detach())   # a copy, not the live tensor
+    assert train(linear_params(), noisy_loss, sample, CFG, progress=False).best_params is None
 
 
 def test_resuming_with_another_config_names_the_setting(tmp_path):
@@ -250,3 +276,16 @@ def test_two_gloo_processes_give_the_parameters_of_one_process_over_the_same_une
         return sum(0.5 * mean_loss(params, shard(episode, r, 2)) for r in range(2))
     unweighted = train(linear_params(), equal_weights, ddp_sample, DDP_CFG, progress=False).params
     assert (unweighted["w"] - one["w"]).abs().max() > 100 * 1e-5
+
+
+def test_run_settings_give_the_profile_and_keep_its_warm_up_fraction_for_another_length():
+    from metagen_utils import meta_vae
+
+    run, cfg = train_module.run_settings("full", "meta_vae", "glyphs", seed=3)
+    assert run["model_config"]["blocks"] == 3 and run["train_k_shots"] == [1, 5]
+    assert (cfg.steps, cfg.warmup_steps, cfg.seed) == (1600, 160, 3)
+    run, cfg = train_module.run_settings("cpu", "meta_vae", "glyphs", seed=0, steps=1000, tasks_per_step=64)
+    assert (cfg.steps, cfg.warmup_steps, run["tasks_per_step"]) == (1000, 100, 64)
+    assert meta_vae.PROFILES["cpu"]["train"]["steps"] == 400            # the profile itself is untouched
+    with pytest.raises(ConfigError, match="profile='gpu' is not valid"):
+        train_module.run_settings("gpu", "meta_vae", "glyphs", seed=0)
