@@ -72,7 +72,7 @@ bench: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu
 
-## Retrain notebook 04's committed full-profile weights (about 17 minutes on 2 cores) into results-full/ and
+## Retrain notebook 04's committed full-profile weights (about 18 minutes on 2 cores) into results-full/ and
 ## say whether they reproduce data/weights/04_meta_vae_full; `python -m metagen_utils.pretrained install
 ## results-full/weights/04_meta_vae_full` would then make them the committed ones.
 weights: $(STAMP)

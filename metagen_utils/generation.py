@@ -401,10 +401,11 @@ def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, cl
         classes = episode.classes[0].to(device)
         support = episode.support.view(classes_per_step, images_per_class, *IMAGE_SHAPE)
         noise = torch.randn(classes_per_step, images_per_class, 1, model.latent_dim, generator=generator)
+        drawn = contexts[classes]
         with autocast(device, amp_dtype):
-            nelbo = per_task(model, params, {"context": contexts[classes]}, pack(support, noise).to(device), "nelbo")
+            nelbo = per_task(model, params, {"context": drawn}, pack(support, noise).to(device), "nelbo")
             # The prior's −log N(c; 0, I) is counted once per class: per image, divided by images per class.
-            penalty = 0.5 * (contexts[classes] ** 2).sum(-1).mean() / images_per_class_mean
+            penalty = 0.5 * (drawn ** 2).sum(-1).mean() / images_per_class_mean
             loss = nelbo.mean() + penalty
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,6 +1,6 @@
 """Notebook 04's trained weights, saved with every run and, for the full profile, committed to the kit.
 
-The full profile trains for about 17 minutes on two cores, too long for every CI run. Its weights are
+The full profile trains for about 18 minutes on two cores, too long for every CI run. Its weights are
 committed in ``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.checkpoint`
 (tensors in safetensors, settings and the run's metrics in JSON, the sha256 of every file in
 ``manifest.json``), so that notebook 04 can show full-scale samples and re-score them in CI while it
