@@ -33,6 +33,9 @@ from .tasks import Episode
 # default, as in the notebook (the README gives what they buy).
 # test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
 # rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
+# initial_rates: decoder.up's learned rates start at 1e-4, not inner_lr: a decoder layer's gradient of a
+# pixel-sum likelihood is hundreds of times the context's, and one rate for both either leaves c still or
+# makes the layer diverge.
 MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
          "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
          "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
