@@ -19,7 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(PY) -m ipykernel install --sys-prefix --name metagen --display-name "Python 3 (metagen kit)" >/dev/null
+	@# The kit's Jupyter kernel, started with the CPU kernel settings metagen_utils makes (see CPU_KERNELS)
+	$(PY) -c 'import os, sys, metagen_utils as m; from ipykernel.kernelspec import install; install( \
+		kernel_name="metagen", display_name="Python 3 (metagen kit)", prefix=sys.prefix, \
+		env={k: os.environ[k] for k in m.CPU_KERNELS if k in os.environ})'
 	@touch $(STAMP)
 
 ## The main job: every notebook, in order, on the embedded glyphs (or DATA=/path), into $(OUT)/.

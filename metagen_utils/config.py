@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import CPU_KERNELS
 from .errors import ConfigError
 
 PROFILES = ("cpu", "full")
@@ -92,7 +94,23 @@ def resolve(profile: str = "cpu", seed: int = 0, device: str = "auto", data: str
             raise ConfigError(f"IMAGE_SIZE={image_size!r} is not valid; expected one of 28, 32, 64")
         data_cfg = replace(data_cfg, image_size=image_size)
     seed_everything(seed)
+    problem = kernel_mismatch(torch.backends.cpu.get_cpu_capability(), os.environ.get("ATEN_CPU_CAPABILITY", ""))
+    if problem:
+        warnings.warn(problem, stacklevel=2)
     return Config(profile=profile, seed=seed, device=pick_device(device), data=data_cfg)
+
+
+def kernel_mismatch(capability: str, pinned: str) -> str | None:
+    """Why this process's numbers may differ from the committed ones, or None: torch's CPU kernels run at
+    ``capability`` (``torch.backends.cpu.get_cpu_capability()``) though the kit held them at ``pinned``
+    (see ``metagen_utils.CPU_KERNELS``), which happens when torch computed something before
+    ``metagen_utils`` was first imported. A processor without the pinned instructions is not a mismatch."""
+    if not pinned or pinned.lower() == "default" or not capability.upper().startswith("AVX512"):
+        return None
+    settings = " ".join(f"{name}={value}" for name, value in CPU_KERNELS.items())
+    return (f"torch's CPU kernels run at {capability}, not {pinned.upper()}: torch computed something before "
+            "metagen_utils was imported, so the numbers can differ from the committed ones. Import "
+            f"metagen_utils before computing with torch, or start Python with {settings}.")
 
 
 def progress_disabled() -> bool:

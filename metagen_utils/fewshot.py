@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from .classifier import diversity, features, fidelity_from_features, frechet_distance
 from .data import ImageSet
-from .generation import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, query_scores,
-                         sample)
+from .generation import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, per_task,
+                         query_scores, sample)
 from .errors import ConfigError
 from .meta import MetaConfig
 from .tasks import EpisodeSampler
@@ -153,14 +154,15 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
 def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig, classifier: nn.Module,
                      images: ImageSet, k_shots: Sequence[int] = (1, 5), n_episodes: int = 40, n_way: int = 5,
                      n_query: int = 15, n_samples: int = 10, steps: int | Mapping[int, int] | None = None,
-                     seed: int = 0) -> dict[int, dict]:
+                     breakdown: bool = False, seed: int = 0) -> dict[int, dict]:
     """The meta-learned model alone, adapted and sampled exactly as :func:`evaluate` does it (the same
     class-tasks, the same noise, so the same numbers), without likelihoods or baselines: a few seconds
     instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.pretrained`).
     Returns ``{K: {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}}`` as
-    in :func:`evaluate`'s ``"meta-learned, adapted"`` entry."""
-    supports, _, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way, n_query,
-                                            seed)
+    in :func:`evaluate`'s ``"meta-learned, adapted"`` entry; with ``breakdown``, also ``"breakdown"``
+    (:data:`BREAKDOWN`'s rows), ``"mean_error"`` and ``"class_scatter"`` from :func:`fidelity_breakdown`."""
+    supports, query, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way,
+                                                n_query, seed)
     steps_at = steps_per_shot(steps, k_shots, cfg.inner_steps)
     results = {}
     for k in k_shots:
@@ -168,7 +170,77 @@ def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig
         adapted = adapt(model, meta_params, supports[:, :k], cfg, rng(0), steps=steps_at[k])
         generated = sample(model, meta_params, adapted, n_samples, rng(1))
         results[k] = _quality(generated.cpu(), query_feats, classifier, n_way)
+        if breakdown:
+            noise = torch.randn(*generated.shape[:2], model.latent_dim, generator=rng(1))    # sample()'s draw
+            rows, distances = fidelity_breakdown(model, meta_params, adapted, supports[:, :k], query, query_feats,
+                                             classifier, n_way, noise)
+            results[k].update(breakdown={BREAKDOWN[0]: {"fidelity": results[k]["fidelity"],
+                                                        "diversity": results[k]["diversity"]}, **rows},
+                              **distances)
     return results
+
+
+# The adapted model's samples, then the latents :func:`fidelity_breakdown` feeds its decoder instead.
+BREAKDOWN = ("adapted prior", "support, encoded and decoded", "held-out mean, adapted spread",
+             "adapted mean, held-out spread", "held-out mean and spread")
+
+
+def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Params, support: Tensor, query: Tensor,
+                       query_feats: Tensor, classifier: nn.Module, n_way: int,
+                       noise: Tensor) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Where the adapted model's fidelity is lost: each task's adapted decoder (and c), whose samples
+    z ~ p(z | c_adapted) = N(m, diag eˢ) are :data:`BREAKDOWN`'s first row, fed other latents:
+
+    * ``"support, encoded and decoded"`` — z = the posterior means of the K ``support`` images: how well
+      the decoder draws this class (compare the real support's fidelity; diversity NaN at K = 1);
+    * ``"held-out mean, adapted spread"`` — z = m* + e^{s/2} ε, where m* is the mean of the posterior means
+      of the class's ``query`` images: the prior with the class's latent mean known;
+    * ``"adapted mean, held-out spread"`` — z = m + sd* ε, sd* those posterior means' standard deviation;
+    * ``"held-out mean and spread"`` — z = m* + sd* ε: a diagonal Gaussian fitted to the class.
+
+    m* and sd* look at the held-out images that fidelity's prototypes come from: they measure what a better
+    estimate of the class's latent mean or spread would be worth; they are not a method. ``noise``
+    ``[T, n, L]`` is the ε of every Gaussian (pass the adapted samples' own, so rows differ only in m and
+    the spread). support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]`` on the model's device; query_feats
+    ``[T, Q, D]`` the query images' classifier features.
+    Returns ``({name: {"fidelity", "diversity": [T] arrays}}, {"mean_error", "class_scatter": [T] arrays})``:
+    root-mean-squares over latent dimensions of m − m* and of sd* (how far the adapted mean misses the
+    class's, and how far the class's own images scatter around it).
+    """
+    latent = model.latent_dim
+    mean, logvar = _task_prior(meta_params, adapted, len(support))                               # [T, L] each
+    with torch.no_grad():
+        held_out = per_task(model, meta_params, adapted, query, "posterior")[..., :latent]      # [T, Q, L]
+        encoded = per_task(model, meta_params, adapted, support, "posterior")[..., :latent]     # [T, K, L]
+    held_mean, held_sd = held_out.mean(1)[:, None], held_out.std(1)[:, None]
+    spread, noise = (0.5 * logvar).exp()[:, None], noise.to(mean.device)
+    latents = dict(zip(BREAKDOWN[1:], (encoded, held_mean + spread * noise, mean[:, None] + held_sd * noise,
+                                       held_mean + held_sd * noise)))
+    rows = {}
+    for name, z in latents.items():
+        images = decode_latents(model, meta_params, adapted, z).cpu()
+        fidelity, diverse = _fidelity_and_diversity(features(classifier, images), query_feats, images, n_way)
+        rows[name] = {"fidelity": fidelity, "diversity": diverse}
+    return rows, {"mean_error": ((mean[:, None] - held_mean) ** 2).mean(-1).sqrt()[:, 0].cpu().numpy(),
+                  "class_scatter": (held_sd ** 2).mean(-1).sqrt()[:, 0].cpu().numpy()}
+
+
+def decode_latents(model: ConditionalVAE, params: Params, task_params: Params, latents: Tensor) -> Tensor:
+    """Bernoulli means ``[T, n, 1, 28, 28]`` of given latents ``[T, n, latent_dim]``, each task's decoded by
+    its own (adapted) decoder and c: ``"decode"`` mode with the prior swapped for N(0, I), so z = ε."""
+    standard = {n: torch.zeros(len(latents), *params[n].shape, device=latents.device)
+                for n in ("prior.weight", "prior.bias")}
+    with torch.no_grad():
+        return per_task(model, params, {**task_params, **standard}, latents, "decode")
+
+
+def _task_prior(params: Params, task_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
+    """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: [m; s] = W c + b with the
+    task's adapted tensors where it has them."""
+    def per(name: str) -> Tensor:
+        return task_params[name] if name in task_params else params[name].expand(tasks, *params[name].shape)
+    prior = torch.einsum("toc,tc->to", per("prior.weight"), per("context")) + per("prior.bias")
+    return prior.detach().chunk(2, dim=-1)
 
 
 def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet, k_max: int, n_episodes: int,

@@ -2,13 +2,17 @@
 
 Notebook kernels started by nbval inherit this process's environment: ``CI=1`` keeps progress bars out
 of their outputs (as when committed outputs were made), and ``METAGEN_RESULTS`` sends their figures and
-metrics to a scratch folder instead of the repository's ``results/``.
+metrics to a scratch folder instead of the repository's ``results/``; importing ``metagen_utils`` here
+sets the variables that hold torch's CPU kernels at AVX2 (``metagen_utils.CPU_KERNELS``), so the unit
+tests and the kernels compute as the committed outputs were computed, on AVX-512 machines too.
 """
 import os
 import shutil
 import tempfile
 
 import pytest
+
+import metagen_utils  # noqa: F401  (first: it holds torch's CPU kernels at AVX2, for the kernels too)
 
 os.environ.setdefault("CI", "1")
 os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")

@@ -134,3 +134,48 @@ def test_evaluate_adapted_gives_evaluate_s_adapted_scores_without_the_baselines(
     # another seed draws other tasks and noise: the equality above is not an accident of constant output
     other = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **{**small, "seed": 4})
     assert not torch.equal(other[1]["samples"], alone[1]["samples"])
+
+
+def test_decode_latents_decodes_the_adapted_prior_s_draws_as_sample_does(glyph_set):
+    model, cfg = vae(), adapt_config(adapt=("context", "decoder.up"))
+    meta = init_meta_params(model, cfg)
+    adapted = gen.adapt(model, meta, glyphs(glyph_set, 3, 2)[0], cfg, torch.Generator().manual_seed(0))
+    mean, logvar = fewshot._task_prior(meta, adapted, 3)
+    for t in range(3):     # [m; s] = W c + b with each task's adapted c
+        by_hand = meta["prior.weight"] @ adapted["context"][t] + meta["prior.bias"]
+        torch.testing.assert_close(torch.cat([mean[t], logvar[t]]), by_hand.detach())
+    noise = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(1))
+    latents = mean[:, None] + (0.5 * logvar).exp()[:, None] * noise
+    decoded = fewshot.decode_latents(model, meta, adapted, latents)
+    sampled = gen.sample(model, meta, adapted, 4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(decoded, sampled, rtol=1e-4, atol=1e-4)     # z computed outside vmap here
+    # each task decodes with its own adapted layer and c: other tasks' give other images
+    swapped = {n: t.roll(1, 0) for n, t in adapted.items()}
+    assert not torch.allclose(fewshot.decode_latents(model, meta, swapped, latents), decoded)
+
+
+def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set):
+    model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
+    small = dict(k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, seed=3)
+    plain = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **small)
+    broken = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, breakdown=True, **small)
+    supports, query, _ = fewshot._class_tasks(model, classifier, images, 2, 2, 3, 3, 3)
+    for k in (1, 2):
+        assert "breakdown" not in plain[k] and list(broken[k]["breakdown"]) == list(fewshot.BREAKDOWN)
+        torch.testing.assert_close(broken[k]["samples"], plain[k]["samples"], rtol=0, atol=0)
+        first = broken[k]["breakdown"]["adapted prior"]
+        for key in ("fidelity", "diversity"):
+            np.testing.assert_array_equal(first[key], plain[k][key])
+        assert all(row["fidelity"].shape == (6,) for row in broken[k]["breakdown"].values())
+        # mean_error: the adapted prior mean against the mean of the query images' posterior means
+        adapted = gen.adapt(model, meta, supports[:, :k], cfg, torch.Generator().manual_seed(3000 + 10 * k))
+        prior_mean = fewshot._task_prior(meta, adapted, 6)[0]
+        held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].mean(1).detach()
+        np.testing.assert_allclose(broken[k]["mean_error"],
+                                   ((prior_mean - held_out) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
+        held_sd = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].std(1).detach()
+        np.testing.assert_allclose(broken[k]["class_scatter"], (held_sd ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
+        assert (broken[k]["mean_error"] > 0).all() and (broken[k]["class_scatter"] > 0).all()
+    reconstructed = "support, encoded and decoded"      # one image per task at K = 1: no diversity
+    assert np.isnan(broken[1]["breakdown"][reconstructed]["diversity"]).all()
+    assert np.isfinite(broken[2]["breakdown"][reconstructed]["diversity"]).all()

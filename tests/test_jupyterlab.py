@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import metagen_utils
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +47,9 @@ def test_jupyterlab_lists_the_notebooks_through_its_rest_api(tmp_path):
         with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=5) as r:
             specs = json.load(r)["kernelspecs"]
         assert specs["metagen"]["spec"]["display_name"] == "Python 3 (metagen kit)"
+        # the kit's kernel computes with the CPU kernels the committed outputs were computed with
+        pinned = {k: v for k, v in metagen_utils.CPU_KERNELS.items() if k in os.environ}
+        assert {k: specs["metagen"]["spec"]["env"].get(k) for k in pinned} == pinned
     finally:
         server.terminate()
         server.wait(timeout=30)
