@@ -172,8 +172,8 @@ def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig
         results[k] = _quality(generated.cpu(), query_feats, classifier, n_way)
         if breakdown:
             noise = torch.randn(*generated.shape[:2], model.latent_dim, generator=rng(1))    # sample()'s draw
-            rows, distances = fidelity_breakdown(model, meta_params, adapted, supports[:, :k], query, query_feats,
-                                             classifier, n_way, noise)
+            rows, distances = fidelity_breakdown(model, meta_params, adapted, supports[:, :k], query,
+                                                 query_feats, classifier, n_way, noise)
             results[k].update(breakdown={BREAKDOWN[0]: {"fidelity": results[k]["fidelity"],
                                                         "diversity": results[k]["diversity"]}, **rows},
                               **distances)
@@ -201,8 +201,8 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
     m* and sd* look at the held-out images that fidelity's prototypes come from: they measure what a better
     estimate of the class's latent mean or spread would be worth; they are not a method. ``noise``
     ``[T, n, L]`` is the ε of every Gaussian (pass the adapted samples' own, so rows differ only in m and
-    the spread). support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]`` on the model's device; query_feats
-    ``[T, Q, D]`` the query images' classifier features.
+    the spread). support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]`` on the model's device;
+    query_feats ``[T, Q, D]``, the query images' classifier features.
     Returns ``({name: {"fidelity", "diversity": [T] arrays}}, {"mean_error", "class_scatter": [T] arrays})``:
     root-mean-squares over latent dimensions of m − m* and of sd* (how far the adapted mean misses the
     class's, and how far the class's own images scatter around it).
