@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -102,12 +103,13 @@ def resolve(profile: str = "cpu", seed: int = 0, device: str = "auto", data: str
 
 def kernel_mismatch(capability: str, pinned: str) -> str | None:
     """Why this process's numbers may differ from the committed ones, or None: torch's CPU kernels run at
-    ``capability`` (``torch.backends.cpu.get_cpu_capability()``) though the kit held them at ``pinned``
-    (see ``metagen_utils.CPU_KERNELS``), which happens when torch computed something before
-    ``metagen_utils`` was first imported. A processor without the pinned instructions is not a mismatch."""
-    if not pinned or pinned.lower() == "default" or not capability.upper().startswith("AVX512"):
+    ``capability`` (``torch.backends.cpu.get_cpu_capability()``) though ``ATEN_CPU_CAPABILITY`` is
+    ``pinned``, the kit's AVX2 (``metagen_utils.CPU_KERNELS``), which happens when torch computed something
+    before ``metagen_utils`` was first imported. Another value set on purpose, or a processor without
+    AVX-512, is not a mismatch."""
+    if pinned.lower() != CPU_KERNELS["ATEN_CPU_CAPABILITY"] or not capability.upper().startswith("AVX512"):
         return None
-    settings = " ".join(f"{name}={value}" for name, value in CPU_KERNELS.items())
+    settings = " ".join(f"{name}={shlex.quote(value)}" for name, value in CPU_KERNELS.items())
     return (f"torch's CPU kernels run at {capability}, not {pinned.upper()}: torch computed something before "
             "metagen_utils was imported, so the numbers can differ from the committed ones. Import "
             f"metagen_utils before computing with torch, or start Python with {settings}.")
