@@ -170,11 +170,11 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
         # mean_error: the adapted prior mean against the mean of the query images' posterior means
         adapted = gen.adapt(model, meta, supports[:, :k], cfg, torch.Generator().manual_seed(3000 + 10 * k))
         prior_mean = fewshot._task_prior(meta, adapted, 6)[0]
-        held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].mean(1).detach()
+        held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()      # [T, Q, L]
         np.testing.assert_allclose(broken[k]["mean_error"],
-                                   ((prior_mean - held_out) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
-        held_sd = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].std(1).detach()
-        np.testing.assert_allclose(broken[k]["class_scatter"], (held_sd ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
+                                   ((prior_mean - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(broken[k]["class_scatter"], (held_out.std(1) ** 2).mean(-1).sqrt().numpy(),
+                                   rtol=1e-6)
         assert (broken[k]["mean_error"] > 0).all() and (broken[k]["class_scatter"] > 0).all()
     reconstructed = "support, encoded and decoded"      # one image per task at K = 1: no diversity
     assert np.isnan(broken[1]["breakdown"][reconstructed]["diversity"]).all()
