@@ -160,7 +160,8 @@ def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig
     instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.pretrained`).
     Returns ``{K: {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}}`` as
     in :func:`evaluate`'s ``"meta-learned, adapted"`` entry; with ``breakdown``, also ``"breakdown"``
-    (:data:`BREAKDOWN`'s rows), ``"mean_error"`` and ``"class_scatter"`` from :func:`fidelity_breakdown`."""
+    (:data:`BREAKDOWN`'s rows), ``"mean_error"``, ``"support_error"`` and ``"class_scatter"`` from
+    :func:`fidelity_breakdown`."""
     supports, query, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way,
                                                 n_query, seed)
     steps_at = steps_per_shot(steps, k_shots, cfg.inner_steps)
@@ -181,8 +182,8 @@ def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig
 
 
 # The adapted model's samples, then the latents :func:`fidelity_breakdown` feeds its decoder instead.
-BREAKDOWN = ("adapted prior", "support, encoded and decoded", "held-out mean, adapted spread",
-             "adapted mean, held-out spread", "held-out mean and spread")
+BREAKDOWN = ("adapted prior", "support, encoded and decoded", "support mean, adapted spread",
+             "held-out mean, adapted spread", "adapted mean, held-out spread", "held-out mean and spread")
 
 
 def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Params, support: Tensor, query: Tensor,
@@ -193,6 +194,8 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
 
     * ``"support, encoded and decoded"`` — z = the posterior means of the K ``support`` images: how well
       the decoder draws this class (compare the real support's fidelity; diversity NaN at K = 1);
+    * ``"support mean, adapted spread"`` — z = (their mean) + e^{s/2} ε: the prior moved from the mean
+      the inner loop chose onto the support's own latents, without any knowledge of held-out images;
     * ``"held-out mean, adapted spread"`` — z = m* + e^{s/2} ε, where m* is the mean of the posterior means
       of the class's ``query`` images: the prior with the class's latent mean known;
     * ``"adapted mean, held-out spread"`` — z = m + sd* ε, sd* those posterior means' standard deviation;
@@ -203,9 +206,10 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
     ``[T, n, L]`` is the ε of every Gaussian (pass the adapted samples' own, so rows differ only in m and
     the spread). support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]`` on the model's device;
     query_feats ``[T, Q, D]``, the query images' classifier features.
-    Returns ``({name: {"fidelity", "diversity": [T] arrays}}, {"mean_error", "class_scatter": [T] arrays})``:
-    root-mean-squares over latent dimensions of m − m* and of sd* (how far the adapted mean misses the
-    class's, and how far the class's own images scatter around it).
+    Returns ``({name: {"fidelity", "diversity": [T] arrays}}, {"mean_error", "support_error",
+    "class_scatter": [T] arrays})``: root-mean-squares over latent dimensions of m − m*, of (the support's
+    mean posterior mean) − m*, and of sd* (how far the adapted mean and the support's own latents miss the
+    class's mean, and how far the class's own images scatter around it).
     """
     latent = model.latent_dim
     mean, logvar = _task_prior(meta_params, adapted, len(support))                               # [T, L] each
@@ -213,16 +217,19 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
         held_out = per_task(model, meta_params, adapted, query, "posterior")[..., :latent]      # [T, Q, L]
         encoded = per_task(model, meta_params, adapted, support, "posterior")[..., :latent]     # [T, K, L]
     held_mean, held_sd = held_out.mean(1)[:, None], held_out.std(1)[:, None]
+    support_mean = encoded.mean(1)[:, None]
     spread, noise = (0.5 * logvar).exp()[:, None], noise.to(mean.device)
-    latents = dict(zip(BREAKDOWN[1:], (encoded, held_mean + spread * noise, mean[:, None] + held_sd * noise,
-                                       held_mean + held_sd * noise)))
+    latents = dict(zip(BREAKDOWN[1:], (encoded, support_mean + spread * noise, held_mean + spread * noise,
+                                       mean[:, None] + held_sd * noise, held_mean + held_sd * noise)))
     rows = {}
     for name, z in latents.items():
         images = decode_latents(model, meta_params, adapted, z).cpu()
         fidelity, diverse = _fidelity_and_diversity(features(classifier, images), query_feats, images, n_way)
         rows[name] = {"fidelity": fidelity, "diversity": diverse}
-    return rows, {"mean_error": ((mean[:, None] - held_mean) ** 2).mean(-1).sqrt()[:, 0].cpu().numpy(),
-                  "class_scatter": (held_sd ** 2).mean(-1).sqrt()[:, 0].cpu().numpy()}
+    def rms(difference: Tensor) -> np.ndarray:   # over latent dimensions, one number per task
+        return (difference ** 2).mean(-1).sqrt()[:, 0].cpu().numpy()
+    return rows, {"mean_error": rms(mean[:, None] - held_mean), "support_error": rms(support_mean - held_mean),
+                  "class_scatter": rms(held_sd)}
 
 
 def decode_latents(model: ConditionalVAE, params: Params, task_params: Params, latents: Tensor) -> Tensor:

@@ -175,7 +175,11 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
                                    ((prior_mean - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
         np.testing.assert_allclose(broken[k]["class_scatter"], (held_out.std(1) ** 2).mean(-1).sqrt().numpy(),
                                    rtol=1e-6)
-        assert (broken[k]["mean_error"] > 0).all() and (broken[k]["class_scatter"] > 0).all()
+        # support_error: the support images' own mean posterior mean against the same class mean
+        encoded = gen.per_task(model, meta, adapted, supports[:, :k], "posterior")[..., :4].detach().mean(1)
+        np.testing.assert_allclose(broken[k]["support_error"],
+                                   ((encoded - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
+        assert all((broken[k][key] > 0).all() for key in ("mean_error", "support_error", "class_scatter"))
     reconstructed = "support, encoded and decoded"      # one image per task at K = 1: no diversity
     assert np.isnan(broken[1]["breakdown"][reconstructed]["diversity"]).all()
     assert np.isfinite(broken[2]["breakdown"][reconstructed]["diversity"]).all()
