@@ -183,3 +183,30 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
     reconstructed = "support, encoded and decoded"      # one image per task at K = 1: no diversity
     assert np.isnan(broken[1]["breakdown"][reconstructed]["diversity"]).all()
     assert np.isfinite(broken[2]["breakdown"][reconstructed]["diversity"]).all()
+
+
+
+def test_fidelity_breakdown_rows_decode_the_latents_they_name(glyph_set, monkeypatch):
+    """Each row's decoder is fed its own centre plus its spread times the shared noise ε."""
+    model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
+    supports, query, query_feats = fewshot._class_tasks(model, classifier, images, 2, 2, 3, 3, 0)
+    adapted = gen.adapt(model, meta, supports, cfg, torch.Generator().manual_seed(0))
+    fed = []
+    decode = fewshot.decode_latents
+    monkeypatch.setattr(fewshot, "decode_latents", lambda *args: fed.append(args[3]) or decode(*args))
+    noise = torch.randn(6, 5, 4, generator=torch.Generator().manual_seed(1))
+    rows, _ = fewshot.fidelity_breakdown(model, meta, adapted, supports, query, query_feats, classifier, 3, noise)
+    assert list(rows) == list(fewshot.BREAKDOWN[1:]) and len(fed) == len(rows)
+    fed = dict(zip(rows, fed))
+    mean, logvar = fewshot._task_prior(meta, adapted, 6)
+    spread = (0.5 * logvar).exp()[:, None]
+    encoded = gen.per_task(model, meta, adapted, supports, "posterior")[..., :4].detach()
+    held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()
+    m_star, sd_star = held_out.mean(1, keepdim=True), held_out.std(1, keepdim=True)
+    expected = {"support, encoded and decoded": encoded,
+                "support mean, adapted spread": encoded.mean(1, keepdim=True) + spread * noise,
+                "held-out mean, adapted spread": m_star + spread * noise,
+                "adapted mean, held-out spread": mean[:, None] + sd_star * noise,
+                "held-out mean and spread": m_star + sd_star * noise}
+    for name, z in expected.items():
+        torch.testing.assert_close(fed[name], z, msg=name)
