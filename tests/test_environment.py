@@ -1,9 +1,10 @@
 """The pins: requirements.lock is exact, environment.yml agrees with it, and what is installed matches."""
 import re
-from importlib.metadata import version
+from importlib.metadata import metadata, version
 from pathlib import Path
 
 import yaml
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +55,11 @@ def test_installed_versions_are_the_pinned_ones():
     for name in ("torch", "numpy", "opencv-python-headless", "matplotlib", "papermill", "nbval", "jupyterlab"):
         installed = version(name).split("+")[0]  # torch's CPU wheel is 2.13.0+cpu
         assert installed == pins[name], f"{name} {installed} is installed but requirements.lock pins {pins[name]}"
+
+
+def test_every_pin_installs_on_the_first_python_3_11():
+    """The README asks for Python 3.11, any release of it: no pinned package may need a later 3.11.x
+    (a lock resolved on 3.11.7 once pinned soupsieve 4.1.3, which needs 3.11.5, and setup failed on 3.11.2)."""
+    too_new = {name: metadata(name)["Requires-Python"] for name in lock_pins()
+               if metadata(name)["Requires-Python"] and "3.11.0" not in SpecifierSet(metadata(name)["Requires-Python"])}
+    assert not too_new, f"pinned packages that need a later Python 3.11 than 3.11.0: {too_new}"
