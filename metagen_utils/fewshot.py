@@ -212,7 +212,7 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
     class's mean, and how far the class's own images scatter around it).
     """
     latent = model.latent_dim
-    mean, logvar = _task_prior(meta_params, adapted, len(support))                               # [T, L] each
+    mean, logvar = _task_prior(model, meta_params, adapted, len(support))                        # [T, L] each
     with torch.no_grad():
         held_out = per_task(model, meta_params, adapted, query, "posterior")[..., :latent]      # [T, Q, L]
         encoded = per_task(model, meta_params, adapted, support, "posterior")[..., :latent]     # [T, K, L]
@@ -241,13 +241,12 @@ def decode_latents(model: ConditionalVAE, params: Params, task_params: Params, l
         return per_task(model, params, {**task_params, **standard}, latents, "decode")
 
 
-def _task_prior(params: Params, task_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
-    """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: [m; s] = W c + b with the
-    task's adapted tensors where it has them."""
-    def per(name: str) -> Tensor:
-        return task_params[name] if name in task_params else params[name].expand(tasks, *params[name].shape)
-    prior = torch.einsum("toc,tc->to", per("prior.weight"), per("context")) + per("prior.bias")
-    return prior.detach().chunk(2, dim=-1)
+def _task_prior(model: ConditionalVAE, params: Params, task_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
+    """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: the model's ``"prior"`` with
+    the task's adapted tensors where it has them."""
+    with torch.no_grad():
+        prior = per_task(model, params, task_params, torch.zeros(tasks, device=model.context.device), "prior")
+    return prior.chunk(2, dim=-1)
 
 
 def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet, k_max: int, n_episodes: int,

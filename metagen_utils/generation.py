@@ -45,7 +45,7 @@ from .tasks import EpisodeSampler
 
 IMAGE_SHAPE = (1, 28, 28)
 PIXELS = 28 * 28
-MODES = ("nelbo", "log_weights", "decode", "posterior")
+MODES = ("nelbo", "log_weights", "decode", "posterior", "prior")
 
 
 class Encoder(nn.Module):
@@ -115,7 +115,7 @@ class Decoder(nn.Module):
 class ConditionalVAE(nn.Module):
     """The conditional-prior VAE for 1×28×28 images in [0, 1] (ink = 1).
 
-    ``forward(x, mode)`` runs one of four computations, so that ``functional_call`` can run each with
+    ``forward(x, mode)`` runs one of five computations, so that ``functional_call`` can run each with
     any parameter dict (a task's adapted one included):
 
     * ``"nelbo"`` — x = :func:`pack` (images, noise ``[n, S, latent_dim]``) → negative ELBO per image
@@ -125,6 +125,7 @@ class ConditionalVAE(nn.Module):
     * ``"decode"`` — x = standard-normal noise ``[n, latent_dim]`` → z = m + e^{s/2} ε ~ p(z | c) →
       Bernoulli means ``[n, 1, 28, 28]``.
     * ``"posterior"`` — x = images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
+    * ``"prior"`` — x unused → [m; s] of p(z | c), ``[2 · latent_dim]`` (a task's, under its parameters).
     """
 
     def __init__(self, latent_dim: int = 16, context_dim: int = 16, width: int = 16, blocks: int = 0) -> None:
@@ -155,6 +156,8 @@ class ConditionalVAE(nn.Module):
     def forward(self, x: Tensor, mode: str = "nelbo") -> Tensor:
         if mode == "posterior":
             return self.encoder(x, self.context)
+        if mode == "prior":
+            return torch.cat(self.prior_params())
         if mode == "decode":
             mean, logvar = self.prior_params()
             return torch.sigmoid(self.decoder(mean + (0.5 * logvar).exp() * x, self.context))

@@ -60,6 +60,6 @@ def test_installed_versions_are_the_pinned_ones():
 def test_every_pin_installs_on_the_first_python_3_11():
     """The README asks for Python 3.11, any release of it: no pinned package may need a later 3.11.x
     (a lock resolved on 3.11.7 once pinned soupsieve 4.1.3, which needs 3.11.5, and setup failed on 3.11.2)."""
-    too_new = {name: metadata(name)["Requires-Python"] for name in lock_pins()
-               if metadata(name)["Requires-Python"] and "3.11.0" not in SpecifierSet(metadata(name)["Requires-Python"])}
+    requires = {name: metadata(name)["Requires-Python"] for name in lock_pins()}
+    too_new = {name: spec for name, spec in requires.items() if spec and "3.11.0" not in SpecifierSet(spec)}
     assert not too_new, f"pinned packages that need a later Python 3.11 than 3.11.0: {too_new}"

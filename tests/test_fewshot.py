@@ -140,7 +140,7 @@ def test_decode_latents_decodes_the_adapted_prior_s_draws_as_sample_does(glyph_s
     model, cfg = vae(), adapt_config(adapt=("context", "decoder.up"))
     meta = init_meta_params(model, cfg)
     adapted = gen.adapt(model, meta, glyphs(glyph_set, 3, 2)[0], cfg, torch.Generator().manual_seed(0))
-    mean, logvar = fewshot._task_prior(meta, adapted, 3)
+    mean, logvar = fewshot._task_prior(model, meta, adapted, 3)
     for t in range(3):     # [m; s] = W c + b with each task's adapted c
         by_hand = meta["prior.weight"] @ adapted["context"][t] + meta["prior.bias"]
         torch.testing.assert_close(torch.cat([mean[t], logvar[t]]), by_hand.detach())
@@ -169,7 +169,7 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
         assert all(row["fidelity"].shape == (6,) for row in broken[k]["breakdown"].values())
         # mean_error: the adapted prior mean against the mean of the query images' posterior means
         adapted = gen.adapt(model, meta, supports[:, :k], cfg, torch.Generator().manual_seed(3000 + 10 * k))
-        prior_mean = fewshot._task_prior(meta, adapted, 6)[0]
+        prior_mean = fewshot._task_prior(model, meta, adapted, 6)[0]
         held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()      # [T, Q, L]
         np.testing.assert_allclose(broken[k]["mean_error"],
                                    ((prior_mean - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
@@ -198,7 +198,7 @@ def test_fidelity_breakdown_rows_decode_the_latents_they_name(glyph_set, monkeyp
     rows, _ = fewshot.fidelity_breakdown(model, meta, adapted, supports, query, query_feats, classifier, 3, noise)
     assert list(rows) == list(fewshot.BREAKDOWN[1:]) and len(fed) == len(rows)
     fed = dict(zip(rows, fed))
-    mean, logvar = fewshot._task_prior(meta, adapted, 6)
+    mean, logvar = fewshot._task_prior(model, meta, adapted, 6)
     spread = (0.5 * logvar).exp()[:, None]
     encoded = gen.per_task(model, meta, adapted, supports, "posterior")[..., :4].detach()
     held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()
