@@ -19,15 +19,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	@# The kit's Jupyter kernel, started with the CPU kernel settings metagen_utils makes (see CPU_KERNELS)
-	$(PY) -c 'import os, sys, metagen_utils as m; from ipykernel.kernelspec import install; install( \
-		kernel_name="metagen", display_name="Python 3 (metagen kit)", prefix=sys.prefix, \
-		env={k: os.environ[k] for k in m.CPU_KERNELS if k in os.environ})'
+	@# The kit's Jupyter kernel, started with the CPU kernels the committed numbers were computed with
+	$(PY) -c 'import sys; from metagen_utils.kernels import pin_cpu_kernels; from ipykernel.kernelspec import install; \
+		install(kernel_name="metagen", display_name="Python 3 (metagen kit)", prefix=sys.prefix, env=pin_cpu_kernels())'
 	@touch $(STAMP)
 
 ## The main job: every notebook, in order, on the embedded glyphs (or DATA=/path), into $(OUT)/.
 run: $(STAMP)
-	$(PY) -m metagen_utils.harness run --out $(OUT) $(RUN_ARGS)
+	$(PY) -m metagen_utils.kit.harness run --out $(OUT) $(RUN_ARGS)
 
 ## The whole test suite: unit tests, then every notebook once under nbval against its committed outputs.
 test: $(STAMP) browser
@@ -50,16 +49,16 @@ test-fast: $(STAMP)
 
 ## Re-execute the notebooks at their default parameters and write the outputs that get committed.
 notebooks: $(STAMP)
-	$(PY) -m metagen_utils.harness regenerate
-	$(PY) -m metagen_utils.assignments
+	$(PY) -m metagen_utils.kit.harness regenerate
+	$(PY) -m metagen_utils.kit.assignments
 
 ## The rendered site: the committed notebooks as static HTML (Jupyter Book 1.x), offline, in build/site/_build/html.
 site: $(STAMP)
-	$(PY) -m metagen_utils.site --out build/site
+	$(PY) -m metagen_utils.kit.site --out build/site
 
 ## Student versions of the notebooks (solutions replaced by nbgrader's stub) into exercises/.
 exercises: $(STAMP)
-	$(PY) -m metagen_utils.assignments
+	$(PY) -m metagen_utils.kit.assignments
 
 ## JupyterLab in the kit's environment; choose the kernel "Python 3 (metagen kit)".
 lab: $(STAMP)
@@ -76,11 +75,11 @@ bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu
 
 ## Retrain notebook 04's committed full-profile weights (about 18 minutes on 2 cores) into results-full/ and
-## say whether they reproduce data/weights/04_meta_vae_full; `python -m metagen_utils.pretrained install
+## say whether they reproduce data/weights/04_meta_vae_full; `python -m metagen_utils.generation.pretrained install
 ## results-full/weights/04_meta_vae_full` would then make them the committed ones.
 weights: $(STAMP)
-	$(PY) -m metagen_utils.harness run --out results-full --only 04 -p PROFILE full
-	$(PY) -m metagen_utils.pretrained check results-full/weights/04_meta_vae_full
+	$(PY) -m metagen_utils.kit.harness run --out results-full --only 04 -p PROFILE full
+	$(PY) -m metagen_utils.generation.pretrained check results-full/weights/04_meta_vae_full
 
 ## Re-resolve the pinned versions from requirements.in (needs the package index).
 lock:

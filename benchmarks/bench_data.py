@@ -12,7 +12,9 @@ import time
 
 import torch
 
-from metagen_utils import glyphs, tasks
+from metagen_utils.data import glyphs
+
+from metagen_utils.data import episodes as tasks
 
 
 def time_build(repeats: int) -> list[float]:

@@ -5,10 +5,10 @@
     python -m benchmarks.bench_gpu --device cpu --quick --no-notebook --out /tmp/dry.json   # a dry run
 
 1. Meta-training steps of notebook 04's model (the conditional-prior VAE, Meta-SGD on the context and
-   ``decoder.up``, 3 inner steps, K cycling 1 and 5) with :func:`metagen_utils.train.fit`,
+   ``decoder.up``, 3 inner steps, K cycling 1 and 5) with :func:`metagen_utils.training.loop.fit`,
    in float32 and under bfloat16 autocast, at 16 and 64 tasks per step: seconds per step (wall time of
    ``--steps`` steps after ``--warmup`` steps, the device synchronised) and peak GPU memory.
-2. ``python -m metagen_utils.harness run --only 04 -p PROFILE full -p DEVICE cuda``: the notebook end to
+2. ``python -m metagen_utils.kit.harness run --only 04 -p PROFILE full -p DEVICE cuda``: the notebook end to
    end on the GPU (bfloat16 autocast and 64 tasks per step there), its wall time and headline metrics.
 
 It refuses to run without a CUDA device (``--device cpu`` is a dry run of the same code). Nothing else in
@@ -25,11 +25,12 @@ from pathlib import Path
 
 import torch
 
-from metagen_utils import generation as gen
+from metagen_utils.generation import vae as gen
 from metagen_utils.files import write_json
-from metagen_utils.glyphs import load_glyphs
-from metagen_utils.meta_vae import MODEL, PROFILES, meta_model
-from metagen_utils.train import TrainConfig, fit
+from metagen_utils.data.glyphs import load_glyphs
+from metagen_utils.generation.meta_vae import meta_model
+from metagen_utils.profiles import META_VAE, META_VAE_MODEL as MODEL
+from metagen_utils.training.loop import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
@@ -47,7 +48,7 @@ def time_meta_training(images, device: str, amp_name: str, tasks_per_step: int, 
     torch.manual_seed(0)
     model = gen.ConditionalVAE(MODEL["latent_dim"], MODEL["context_dim"], MODEL["width"], MODEL["blocks"]).to(device)
     learner = meta_model(model, MODEL, seed=0, device=device, amp_dtype=DTYPES[amp_name])
-    run = {**PROFILES["cpu"], "tasks_per_step": tasks_per_step}      # K = 1 and 5 in turn, as in training
+    run = {**META_VAE["cpu"], "tasks_per_step": tasks_per_step}      # K = 1 and 5 in turn, as in training
 
     def meta_train(n: int) -> list[float]:
         cfg = TrainConfig(steps=n, outer_lr=4e-3, max_grad_norm=100.0)
@@ -69,7 +70,7 @@ def time_meta_training(images, device: str, amp_name: str, tasks_per_step: int, 
 
 def run_notebook(device: str, out: Path) -> dict:
     """Notebook 04 at the full profile on ``device`` through the kit's harness."""
-    from metagen_utils import harness
+    from metagen_utils.kit import harness
 
     start = time.perf_counter()
     metrics = harness.run(out, {"PROFILE": "full", "DEVICE": device}, only=["04"])

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metagen_utils.meta import MetaConfig, TaskBatch, init_meta_params, meta_gradient, meta_step
+from metagen_utils.meta.maml import MetaConfig, TaskBatch, init_meta_params, meta_gradient, meta_step
 from metagen_utils.models import ConvGenerator
 
 THREADS = 2
@@ -94,8 +94,8 @@ def make_batch(setup: Setup, dtype: torch.dtype = torch.float32) -> TaskBatch:
     g = torch.Generator().manual_seed(setup.seed)
     per = setup.k_shot + setup.n_query
     if setup.data == "glyphs":
-        from metagen_utils.glyphs import load_glyphs
-        from metagen_utils.tasks import EpisodeSampler
+        from metagen_utils.data.glyphs import load_glyphs
+        from metagen_utils.data.episodes import EpisodeSampler
         images = load_glyphs(image_size=setup.image_size, progress=False).split("background")
         episode = EpisodeSampler(images, setup.k_shot, setup.n_query, seed=setup.seed).sample(setup.tasks)
         pictures = torch.cat([episode.support, episode.query], dim=1)

@@ -1,27 +1,60 @@
-"""metagen_utils: the tested library behind the metagen notebooks.
+"""metagen_utils: the tested library behind the metagen notebooks, in the order they teach it.
 
-Modules, one responsibility each: ``config`` (profiles), ``data`` (image sets), ``glyphs`` (the embedded
-data set), ``folders`` (local Omniglot-layout and class-per-folder data), ``preprocess`` (OpenCV),
-``tasks`` (episodic K-shot sampling), ``plot`` (figures), ``results`` (metrics files), ``harness``
-(executing the notebook series).
+    data/         images, OpenCV preprocessing, the embedded glyphs, folder loaders, K-shot episodes  → 01
+    models.py     the linear meta-parameter network f_θ(x) = W_θ x + b_θ and the other small networks → 02–04
+    meta/         the inner loop (one, vmappable), MAML 1st/2nd order, Reptile, Meta-SGD             → 02, 03
+    completion/   pixel completion: its tasks, baselines and learned update rules                     → 02, 03
+    generation/   the conditional VAE, its meta-training, baselines, evaluation, fidelity classifier  → 04
+    training/     the outer loop: schedule, checkpoints, exact resume, torchrun                       → 04, CLI
+    profiles.py   every cpu/full difference, in one place                                             → all
+    config.py     a notebook's parameters resolved: seeding, device, CPU kernels                      → all
+    stats.py      PSNR, confidence intervals, paired differences                                      → 02–04
+    plot.py, results.py   figures and metrics files a notebook writes                                 → all
+    cli.py        ``python -m metagen_utils train|evaluate|sample``
+    kit/          the machinery around the notebooks: harness, committed results, site, assignments
+
+Words used throughout (one word, one thing):
+
+* *task* — one problem to adapt to: a class of images (04), or one image to complete (02, 03);
+* *support* / *query* — a task's examples the model adapts on / is scored on; ``k_shot`` support
+  examples per task, ``n_way`` classes per episode;
+* *inner loop* — the few gradient steps that adapt to one task; *outer loop* — the updates of what
+  every task starts from; ``inner_steps``, ``inner_lr``, ``outer_lr``;
+* *meta-parameters* (``meta_params``) — what the outer loop learns: the model's parameters and any
+  learned inner rates; *adapted parameters* (``adapted_params``) — one task's parameters after the
+  inner loop;
+* *profile* — ``cpu`` (the default, 2 cores) or ``full`` (:mod:`metagen_utils.profiles`).
 """
-import os
-import platform
-
 __version__ = "0.1.0"
 
-# The SIMD kernels the CPU libraries may use on x86-64. PyTorch's own kernels (ATen), oneDNN
-# (convolutions), MKL (torch's matrix products), OpenBLAS (NumPy's linear algebra) and NumPy's own loops
-# each pick the widest instructions the processor has, and AVX-512 kernels round differently from AVX2
-# ones: the same seed trained another classifier on an AVX-512 machine than on an AVX2 one, and every
-# number downstream moved. Held at AVX2 (what the committed outputs were computed with; any x86-64
-# processor of the last decade has it), both give the same numbers. torch's libraries read their variable
-# at their first computation, so setting it here is in time even after `import torch` (config.resolve()
-# warns if it was not); NumPy and OpenBLAS read theirs when NumPy is imported, so they hold in the
-# processes the kit starts (the harness's and the tests' notebook kernels, `make lab`'s). NumPy's names
-# are those of the pinned NumPy (2.4: X86_V4 is the AVX-512 level). A variable already set is left alone.
-CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-               "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
-if platform.machine().lower() in ("x86_64", "amd64"):
-    for _name, _value in CPU_KERNELS.items():
-        os.environ.setdefault(_name, _value)
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+# Earlier module names, kept importable because the committed notebooks (and their committed outputs,
+# which only a re-execution may change) still import them. Each resolves to the same module object at
+# its home above, imported only when asked for. New code imports the homes.
+MOVED = {"tasks": "data.episodes", "glyphs": "data.glyphs", "preprocess": "data.preprocess",
+         "folders": "data.folders", "curvature": "completion.update_rules", "evaluate": "stats",
+         "classifier": "generation.classifier", "fewshot": "generation.evaluation",
+         "meta_vae": "generation.meta_vae", "pretrained": "generation.pretrained", "train": "training.loop"}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import metagen_utils.<earlier name>`` gives the module at its home (the same object)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package == __name__ and name in MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(f"{__name__}.{MOVED[spec.name.rpartition('.')[2]]}")
+
+    def exec_module(self, module):
+        pass    # already executed under its home name
+
+
+sys.meta_path.append(_MovedModules())

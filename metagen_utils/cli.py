@@ -4,19 +4,18 @@
     python -m metagen_utils evaluate --out runs/vae                        # metrics/evaluate.json
     python -m metagen_utils sample --out runs/vae                          # figures/samples.png
 
-``--model meta_vae`` (the default) is notebook 04's conditional-prior VAE (:mod:`metagen_utils.meta_vae`);
+``--model meta_vae`` (the default) is notebook 04's conditional-prior VAE (:mod:`metagen_utils.generation.meta_vae`);
 ``--model conv_generator`` a small MAML demo generator.
 
 ``evaluate`` and ``sample`` load ``OUT/best/`` (else ``OUT/latest/``, or ``--checkpoint``), rebuild the
 model the checkpoint names, and use the *evaluation* split: classes (and scripts) never seen in training.
-Every file is written atomically. The work is done by :mod:`metagen_utils.train` and
-:mod:`metagen_utils.checkpoint`; this module parses options, wires data to them and writes results.
-``torchrun --nproc_per_node=N -m metagen_utils train …`` (or ``-m metagen_utils.train``) trains on N processes.
+Every file is written atomically. The work is done by :mod:`metagen_utils.training.loop` and
+:mod:`metagen_utils.training.checkpoint`; this module parses options, wires data to them and writes results.
+``torchrun --nproc_per_node=N -m metagen_utils train …`` trains on N processes.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +23,22 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpoint, load_checkpoint, restore
-from .config import DEVICES, PROFILES, resolve, seed_everything
+from .config import DEVICES, resolve, seed_everything
 from .data import ImageSet, load
 from .errors import CheckpointError, MetagenError
 from .files import write_atomic, write_json
-from .tasks import EpisodeSampler
-from .train import MODELS, MetaModel, TrainResult, episode_fn, fit, init_distributed, run_settings
+from .kernels import pin_cpu_kernels
+from .data.episodes import EpisodeSampler
+from .generation.meta_vae import meta_vae
+from .profiles import PROFILES
+from .stats import mean_ci
+from .training.checkpoint import Checkpoint, load_checkpoint, restore
+from .training.demo import conv_generator
+from .training.loop import MetaModel, TrainResult, episode_fn, fit, init_distributed, run_settings
+
+# A model plugs in by name: a builder (run, image_shape, device, pretrain_on=None) → MetaModel, where
+# pretrain_on is the background split when a new run starts (for a model with a pretraining stage).
+MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae}
 
 
 def int_at_least(least: int) -> Callable[[str], int]:
@@ -43,7 +51,7 @@ def int_at_least(least: int) -> Callable[[str], int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``train`` (``python -m metagen_utils train`` and ``python -m metagen_utils.train``)."""
+    """The options of ``python -m metagen_utils train``."""
     parser.add_argument("--profile", choices=PROFILES, default="cpu", help="cpu: minutes on 2 cores; full: GPU")
     parser.add_argument("--model", choices=sorted(MODELS), default="meta_vae",
                         help="meta_vae: notebook 04's conditional-prior VAE; conv_generator: a small MAML demo")
@@ -65,8 +73,9 @@ def train_command(args: argparse.Namespace) -> TrainResult:
     """Train the chosen model on the background split of ``--data``, validating on its validation split;
     under torchrun every process runs this and rank 0 writes the files."""
     resolved = resolve(args.profile, args.seed, args.device, None if args.data == "glyphs" else args.data)
-    run, cfg = run_settings(args.profile, args.model, args.data, args.seed, args.steps, args.tasks_per_step,
-                            args.pretrain_steps, args.class_steps)
+    run, cfg = run_settings(args.profile, args.model, args.data, args.seed, steps=args.steps,
+                            tasks_per_step=args.tasks_per_step, pretrain_steps=args.pretrain_steps,
+                            class_steps=args.class_steps)
     rank, world, device = init_distributed(resolved.device)
     try:
         images = load(args.data, run["image_size"], progress=rank == 0)
@@ -106,10 +115,13 @@ def load_trained(args: argparse.Namespace) -> tuple[Checkpoint, dict, MetaModel,
 
 
 def mean_and_ci95(values: torch.Tensor) -> dict[str, float]:
-    """Mean and half-width of its normal-approximation 95 % confidence interval, over tasks ``[tasks]``."""
+    """Mean and half-width of the 95 % confidence interval of the mean over tasks (:func:`stats.mean_ci`),
+    ``[tasks]``; one task gives no interval (half-width 0)."""
     values = values.double()
-    half = 1.96 * values.std().item() / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return {"mean": values.mean().item(), "ci95": half}
+    if len(values) < 2:
+        return {"mean": values.mean().item(), "ci95": 0.0}
+    mean, half = mean_ci(values.numpy())
+    return {"mean": mean, "ci95": half}
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -185,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (argparse exits with 2 on bad options, errors give 1)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    pin_cpu_kernels()   # before any computation: the kernels the committed numbers were computed with
     try:
         args.run(args)
     except MetagenError as error:

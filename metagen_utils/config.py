@@ -1,4 +1,4 @@
-"""Profiles and their resolution.
+"""A notebook's parameters resolved: profile, seed, device and data.
 
 Every notebook starts from a ``parameters`` cell of literals (``PROFILE = "cpu"``, ``SEED = 0``, …) and
 calls :func:`resolve` in the next cell. ``cpu`` is the default, sized for 2 CPU cores; ``full`` is the
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import CPU_KERNELS
 from .errors import ConfigError
+from .kernels import kernel_mismatch
+from .profiles import PROFILES
 
-PROFILES = ("cpu", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -29,6 +28,8 @@ class DataConfig:
 
     source: str = "glyphs"
     image_size: int = 28
+    # Not read by anything: printed by describe() into the committed outputs, so they go when those are
+    # next regenerated.
     samples_per_class: int = 20
     seed: int = 0
 
@@ -84,7 +85,7 @@ def resolve(profile: str = "cpu", seed: int = 0, device: str = "auto", data: str
     folder per class). ``image_size`` overrides the profile's.
     """
     check_choice("PROFILE", profile, PROFILES)
-    data_cfg = DataConfig(image_size=28 if profile == "cpu" else 28)
+    data_cfg = DataConfig()
     if data is not None:
         if not Path(data).is_dir():
             raise ConfigError(f"DATA={data!r} is not a folder; give the root of an Omniglot-layout or "
@@ -99,20 +100,6 @@ def resolve(profile: str = "cpu", seed: int = 0, device: str = "auto", data: str
     if problem:
         warnings.warn(problem, stacklevel=2)
     return Config(profile=profile, seed=seed, device=pick_device(device), data=data_cfg)
-
-
-def kernel_mismatch(capability: str, pinned: str) -> str | None:
-    """Why this process's numbers may differ from the committed ones, or None: torch's CPU kernels run at
-    ``capability`` (``torch.backends.cpu.get_cpu_capability()``) though ``ATEN_CPU_CAPABILITY`` is
-    ``pinned``, the kit's AVX2 (``metagen_utils.CPU_KERNELS``), which happens when torch computed something
-    before ``metagen_utils`` was first imported. Another value set on purpose, or a processor without
-    AVX-512, is not a mismatch."""
-    if pinned.lower() != CPU_KERNELS["ATEN_CPU_CAPABILITY"] or not capability.upper().startswith("AVX512"):
-        return None
-    settings = " ".join(f"{name}={shlex.quote(value)}" for name, value in CPU_KERNELS.items())
-    return (f"torch's CPU kernels run at {capability}, not {pinned.upper()}: torch computed something before "
-            "metagen_utils was imported, so the numbers can differ from the committed ones. Import "
-            f"metagen_utils before computing with torch, or start Python with {settings}.")
 
 
 def progress_disabled() -> bool:

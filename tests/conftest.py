@@ -2,9 +2,10 @@
 
 Notebook kernels started by nbval inherit this process's environment: ``CI=1`` keeps progress bars out
 of their outputs (as when committed outputs were made), and ``METAGEN_RESULTS`` sends their figures and
-metrics to a scratch folder instead of the repository's ``results/``; importing ``metagen_utils`` here
-sets the variables that hold torch's CPU kernels at AVX2 (``metagen_utils.CPU_KERNELS``), so the unit
-tests and the kernels compute as the committed outputs were computed, on AVX-512 machines too.
+metrics to a scratch folder instead of the repository's ``results/``; ``kernels.pin_cpu_kernels()``, called
+here before anything computes, holds torch's and NumPy's CPU kernels at AVX2 (``kernels.CPU_KERNELS``) in
+this process and the kernels it starts, so the unit tests and the notebooks compute as the committed
+outputs were computed, on AVX-512 machines too.
 """
 import os
 import shutil
@@ -12,7 +13,9 @@ import tempfile
 
 import pytest
 
-import metagen_utils  # noqa: F401  (first: it holds torch's CPU kernels at AVX2, for the kernels too)
+from metagen_utils.kernels import pin_cpu_kernels
+
+pin_cpu_kernels()   # before NumPy or torch computes anything here or in a notebook kernel
 
 os.environ.setdefault("CI", "1")
 os.environ["METAGEN_RESULTS"] = tempfile.mkdtemp(prefix="metagen-test-results-")
@@ -40,6 +43,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def glyph_set():
     """The default glyph set (built once and cached under data/glyphs/, checked against the manifest)."""
-    from metagen_utils.glyphs import load_glyphs
+    from metagen_utils.data.glyphs import load_glyphs
 
     return load_glyphs(progress=False)

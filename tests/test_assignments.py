@@ -25,10 +25,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from metagen_utils.assignments import (EXERCISES, AssignmentError, check_in_sync, exercise_problems, exercises,
+from metagen_utils.kit.assignments import (EXERCISES, AssignmentError, check_in_sync, exercise_problems, exercises,
                                        first_exercise_cells, make_course, make_student_versions, names_defined,
                                        names_used, run_first_exercise, student_version)
-from metagen_utils.harness import NOTEBOOKS, notebook_paths
+from metagen_utils.kit.harness import NOTEBOOKS, notebook_paths
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's ClearSolutions.code_stub["python"]
 
@@ -158,7 +158,7 @@ def test_make_student_versions_then_check_in_sync_reports_what_is_stale(tmp_path
 def test_the_check_command_exits_1_and_names_the_stale_notebook(tmp_path):
     src, out = tmp_path / "notebooks", tmp_path / "exercises"
     write_fixture(src)
-    command = [sys.executable, "-m", "metagen_utils.assignments", "--src", str(src), "--out", str(out)]
+    command = [sys.executable, "-m", "metagen_utils.kit.assignments", "--src", str(src), "--out", str(out)]
     stale = subprocess.run(command + ["--check"], capture_output=True, text=True)
     assert stale.returncode == 1 and "01_fixture.ipynb is missing" in stale.stderr
     make_student_versions(src, out)  # what the command without --check does
@@ -238,7 +238,7 @@ def test_every_notebook_ends_with_a_summary_and_at_least_two_autograded_exercise
 
 def test_exercises_folder_is_in_sync_with_the_notebooks():
     differences = check_in_sync(NOTEBOOKS, EXERCISES)
-    assert not differences, ("exercises/ is out of date; run `python -m metagen_utils.assignments`:\n- " +
+    assert not differences, ("exercises/ is out of date; run `python -m metagen_utils.kit.assignments`:\n- " +
                              "\n- ".join(differences))
 
 
@@ -262,7 +262,7 @@ def test_student_notebook_stops_at_its_first_exercise_with_not_implemented_error
     source = nbformat.read(str(path), as_version=4)
     assert exercises(source), f"{path.name} has no exercises to stop at"
     committed = EXERCISES / path.name
-    assert committed.is_file(), f"{committed} is missing; run `python -m metagen_utils.assignments`"
+    assert committed.is_file(), f"{committed} is missing; run `python -m metagen_utils.kit.assignments`"
     student_nb = nbformat.read(str(committed), as_version=4)
     student, solution = run_first_exercise(student_nb, source, NOTEBOOKS)
     first = exercises(source)[0]

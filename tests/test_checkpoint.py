@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils import checkpoint as ckpt
-from metagen_utils.checkpoint import (check_config, copy_checkpoint, load_checkpoint, restore, save_checkpoint,
+from metagen_utils.training import checkpoint as ckpt
+from metagen_utils.training.checkpoint import (check_config, copy_checkpoint, load_checkpoint, restore, save_checkpoint,
                                       verify_checkpoint)
 from metagen_utils.errors import CheckpointError
 

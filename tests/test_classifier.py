@@ -1,13 +1,13 @@
-"""Tests of metagen_utils.classifier: Fréchet distance closed forms, prototype fidelity, diversity, and a
+"""Tests of metagen_utils.generation.classifier: Fréchet distance closed forms, prototype fidelity, diversity, and a
 quickly trained classifier that tells unseen classes apart."""
 import numpy as np
 import pytest
 import torch
 
-from metagen_utils.classifier import (GlyphClassifier, diversity, features, fidelity, fidelity_from_features,
+from metagen_utils.generation.classifier import (GlyphClassifier, diversity, features, fidelity, fidelity_from_features,
                                       frechet_difference, frechet_distance, train_classifier)
 from metagen_utils.errors import DataError
-from metagen_utils.tasks import EpisodeSampler
+from metagen_utils.data.episodes import EpisodeSampler
 
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils import train as train_module
-from metagen_utils.checkpoint import load_checkpoint
+from metagen_utils.training import loop as train_module
+from metagen_utils.training.checkpoint import load_checkpoint
+from metagen_utils import profiles
 from metagen_utils.cli import main
 
 TINY_PROFILE = {"k_shot": 2, "n_query": 1, "tasks_per_step": 2, "val_tasks": 2, "eval_tasks": 2,
@@ -42,7 +43,7 @@ def omniglot_folder(root: Path, per_class: int = 3) -> Path:
 
 @pytest.fixture
 def tiny_profile(monkeypatch):
-    monkeypatch.setitem(train_module.RUN_PROFILES, "cpu", TINY_PROFILE)
+    monkeypatch.setitem(profiles.CONV_GENERATOR, "cpu", TINY_PROFILE)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
 
@@ -132,8 +133,8 @@ TINY_VAE = {"k_shot": 2, "train_k_shots": [1, 2], "n_query": 1, "tasks_per_step"
 
 @pytest.fixture
 def tiny_vae(monkeypatch):
-    from metagen_utils import meta_vae
-    monkeypatch.setitem(meta_vae.PROFILES, "cpu", TINY_VAE)
+    from metagen_utils.generation import meta_vae
+    monkeypatch.setitem(profiles.META_VAE, "cpu", TINY_VAE)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
 
@@ -163,7 +164,7 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_notebook_04s_model_resumes_bit_identically_without_pretraining_again(tmp_path, tiny_vae, monkeypatch):
-    from metagen_utils import generation
+    from metagen_utils.generation import vae as generation
 
     data = omniglot_folder(tmp_path / "data")
     common = ["train", "--model", "meta_vae", "--data", str(data), "--device", "cpu", "--class-steps", "2"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.evaluate import format_ci, mean_ci, paired_difference, psnr
+from metagen_utils.stats import format_ci, mean_ci, paired_difference, psnr
 
 
 def test_psnr_of_a_uniform_error_of_a_tenth_is_20_db_and_scales_with_max_value():

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils import fewshot, generation as gen
-from metagen_utils.classifier import GlyphClassifier
+from metagen_utils.generation import evaluation as fewshot
+
+from metagen_utils.generation import vae as gen
+from metagen_utils.generation.classifier import GlyphClassifier
 from metagen_utils.errors import ConfigError
-from metagen_utils.meta import init_meta_params, params_of
+from metagen_utils.meta.maml import init_meta_params, params_of
 # The small model, glyph tasks and one-thread fixture (autouse here too) of the generation tests.
 from test_generation import adapt_config, glyphs, one_thread, vae  # noqa: F401
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.folders import (SkippedFile, detect_layout, load_class_folders, load_folder, load_omniglot)
-from metagen_utils.preprocess import PreprocessConfig
+from metagen_utils.data.folders import (SkippedFile, detect_layout, load_class_folders, load_folder, load_omniglot)
+from metagen_utils.data.preprocess import PreprocessConfig
 
 
 def stroke_png(path, size=(105, 105), seed=0):

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from metagen_utils import generation as gen
+from metagen_utils.generation import vae as gen
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.meta import MetaConfig, init_meta_params, inner_loop, meta_gradient, params_of
+from metagen_utils.meta.maml import MetaConfig, init_meta_params, inner_loop, meta_gradient, params_of
 from metagen_utils.models import LinearMetaNet
-from metagen_utils.tasks import EpisodeSampler
+from metagen_utils.data.episodes import EpisodeSampler
 
 F64 = torch.float64
 
@@ -38,15 +39,21 @@ def glyphs(glyph_set, tasks: int, k_shot: int, n_query: int = 2, dtype=torch.flo
     return episode.support.to(dtype), episode.query.to(dtype)
 
 
+def bernoulli_nll(logits, images):
+    """−log p(x | logits) in nats per image, Bernoulli on [0, 1] pixels: ``[..., C, H, W]`` → ``[...]``."""
+    logits, images = torch.broadcast_tensors(logits, images)
+    return F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum((-3, -2, -1))
+
+
 def test_bernoulli_nll_of_known_cases():
     images = (torch.rand(2, 1, 28, 28) > 0.5).float()
-    torch.testing.assert_close(gen.bernoulli_nll(torch.zeros(2, 1, 28, 28), images),
+    torch.testing.assert_close(bernoulli_nll(torch.zeros(2, 1, 28, 28), images),
                                torch.full((2,), 784 * math.log(2)))
     # One inked pixel predicted with p = σ(2): −log σ(2) = log(1 + e⁻²); blank pixels at p = σ(−30) ≈ 0.
     logits, image = torch.full((1, 28, 28), -30.0), torch.zeros(1, 28, 28)
     logits[0, 3, 4], image[0, 3, 4] = 2.0, 1.0
     expected = math.log1p(math.exp(-2.0)) + 783 * math.log1p(math.exp(-30.0))
-    assert gen.bernoulli_nll(logits, image).item() == pytest.approx(expected, rel=1e-6)
+    assert bernoulli_nll(logits, image).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_prior_map_is_literally_w_c_plus_b_and_standard_normal_at_zero_context():
@@ -72,7 +79,7 @@ def test_nelbo_is_the_reconstruction_term_plus_the_analytic_kl(glyph_set):
     prior_mean, prior_logvar = model.prior_params()
     z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
     logits = model.decoder(z.flatten(0, 1), model.context).view(3, 2, 1, 28, 28)
-    reconstruction = gen.bernoulli_nll(logits, images[:, None]).mean(1)
+    reconstruction = bernoulli_nll(logits, images[:, None]).mean(1)
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     p = torch.distributions.Normal(prior_mean, (0.5 * prior_logvar).exp())
     kl = torch.distributions.kl_divergence(q, p).sum(-1)
@@ -84,7 +91,7 @@ def log_joint_on_a_grid(model, image):
     prior_mean, prior_logvar = model.prior_params()
     std = (0.5 * prior_logvar).exp()
     z = torch.linspace(-10, 10, 4001, dtype=F64)[:, None] * std + prior_mean
-    log_joint = (-gen.bernoulli_nll(model.decoder(z, model.context), image)
+    log_joint = (-bernoulli_nll(model.decoder(z, model.context), image)
                  + torch.distributions.Normal(prior_mean, std).log_prob(z).squeeze(-1))
     return z.squeeze(-1), log_joint
 

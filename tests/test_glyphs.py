@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from metagen_utils import glyphs
+from metagen_utils.data import glyphs
 from metagen_utils.errors import ConfigError, ManifestError
 
 

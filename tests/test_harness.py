@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from metagen_utils import harness
+from metagen_utils.kit import harness
 from metagen_utils.errors import ConfigError, NotebookError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import metagen_utils
+from metagen_utils import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_jupyterlab_lists_the_notebooks_through_its_rest_api(tmp_path):
             specs = json.load(r)["kernelspecs"]
         assert specs["metagen"]["spec"]["display_name"] == "Python 3 (metagen kit)"
         # the kit's kernel computes with the CPU kernels the committed outputs were computed with
-        pinned = {k: v for k, v in metagen_utils.CPU_KERNELS.items() if k in os.environ}
+        pinned = {k: v for k, v in kernels.CPU_KERNELS.items() if k in os.environ}
         assert {k: specs["metagen"]["spec"]["env"].get(k) for k in pinned} == pinned
     finally:
         server.terminate()

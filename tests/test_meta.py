@@ -1,11 +1,13 @@
 """Tests of metagen_utils.meta: vmap vs loop, finite differences, closed forms, and every error."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metagen_utils.errors import ConfigError, DataError, MetaLearningError
-from metagen_utils.meta import (ALGORITHMS, MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_gradient,
+from metagen_utils.meta.maml import (ALGORITHMS, MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_gradient,
                                 meta_loss, meta_step, params_of, select_adapted)
 from metagen_utils.models import CoordMLP, FourierFeatures, LinearMetaNet
 
@@ -358,3 +360,35 @@ def test_inner_loop_adapts_detached_parameters_alike_at_first_and_second_order()
                        create_graph=False)
     for name in detached:
         assert torch.equal(first[name], second[name]) and not torch.equal(first[name], detached[name])
+
+
+def test_a_parameter_the_module_freezes_stays_frozen_unless_a_prefix_names_it():
+    module = linear_net()
+    first = next(iter(params_of(module)))
+    module.get_parameter(first).requires_grad_(False)
+    batch = task_batch(tasks=1)
+    adapted = inner_loop(module, params_of(module), batch[0][0], batch[1][0], F.mse_loss, steps=1, lr=0.5)
+    assert torch.equal(adapted[first], module.get_parameter(first))          # frozen: not adapted
+    others = [n for n in adapted if n != first]
+    assert others and all(not torch.equal(adapted[n], module.get_parameter(n)) for n in others)
+    named = inner_loop(module, params_of(module), batch[0][0], batch[1][0], F.mse_loss, steps=1, lr=0.5,
+                       adapt=(first,))
+    assert not torch.equal(named[first], module.get_parameter(first))        # named: adapted
+
+
+def test_an_optimizer_that_misses_the_learned_rates_is_refused_naming_them():
+    module, cfg = linear_net(), MetaConfig("metasgd", inner_lr=0.1)
+    meta_params = init_meta_params(module, cfg)
+    wrong = torch.optim.SGD(module.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=r"the optimizer does not hold meta_params \['inner_lr\."):
+        meta_step(module, meta_params, wrong, task_batch(), cfg, F.mse_loss)
+    right = torch.optim.SGD(meta_params.values(), lr=0.1)
+    assert math.isfinite(meta_step(module, meta_params, right, task_batch(), cfg, F.mse_loss))
+
+
+def test_ragged_tasks_given_as_lists_are_a_data_error_saying_what_is_expected():
+    module, cfg = linear_net(), MetaConfig()
+    support_x, support_y, query_x, query_y = task_batch()
+    with pytest.raises(DataError, match=r"support_x is a list, expected a tensor \[tasks, examples"):
+        meta_loss(module, init_meta_params(module, cfg), (list(support_x), support_y, query_x, query_y), cfg,
+                  F.mse_loss)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metagen_utils import generation as gen
-from metagen_utils import meta_vae
-from metagen_utils.train import TrainConfig, fit
+from metagen_utils.generation import vae as gen
+from metagen_utils.generation import meta_vae
+from metagen_utils.training.loop import TrainConfig, fit
 
 SETTINGS = {"inner_steps": 1, "inner_lr": 0.5, "adapt": ["context", "decoder.up"],
             "initial_rates": {"decoder.up": 1e-4}, "test_steps": 2, "is_samples": 2}
@@ -67,8 +67,8 @@ def test_the_same_seed_gives_the_same_training_and_samples(glyph_set):
 
 
 def test_validation_gives_the_meta_loss_without_its_graph(glyph_set):
-    from metagen_utils.meta import meta_loss
-    from metagen_utils.train import episode_fn
+    from metagen_utils.meta.maml import meta_loss
+    from metagen_utils.training.loop import episode_fn
 
     validation = glyph_set.split("validation").select_classes(list(range(6)))
     model = gen.ConditionalVAE(4, 4, 4)

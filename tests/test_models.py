@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metagen_utils.errors import ConfigError
-from metagen_utils.meta import MetaConfig, TaskBatch, check_vectorisable, init_meta_params, meta_step
+from metagen_utils.meta.maml import MetaConfig, TaskBatch, check_vectorisable, init_meta_params, meta_step
 from metagen_utils.models import ConvGenerator, CoordMLP, FourierFeatures, LinearMetaNet
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.preprocess import (PreprocessConfig, center_crop, invert, load_image, normalise,
+from metagen_utils.data.preprocess import (PreprocessConfig, center_crop, invert, load_image, normalise,
                                       pad_to_square, preprocess_file, resize_keep_aspect, to_chw, to_tensor)
 
 

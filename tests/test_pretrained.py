@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils import generation as gen, pretrained
+from metagen_utils.generation import vae as gen
+
+from metagen_utils.generation import pretrained
 from metagen_utils.errors import CheckpointError
-from metagen_utils.meta import MetaConfig, init_meta_params, params_of
+from metagen_utils.meta.maml import MetaConfig, init_meta_params, params_of
 
 SETTINGS = dict(latent_dim=4, context_dim=3, width=4, blocks=1, inner_steps=2, inner_lr=0.5,
                 adapt=["context", "decoder.up"], test_steps={1: 2, 5: 4}, profile="cpu", seed=0)

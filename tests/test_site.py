@@ -16,9 +16,9 @@ import nbformat
 import pytest
 
 from metagen_utils.errors import NotebookError
-from metagen_utils.harness import NOTEBOOKS, notebook_paths
+from metagen_utils.kit.harness import NOTEBOOKS, notebook_paths
 from metagen_utils.results import REPO
-from metagen_utils.site import build_site, index_page, notebook_title, toc
+from metagen_utils.kit.site import build_site, index_page, notebook_title, toc
 
 SCREENSHOTS = REPO / "build" / "screenshots"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

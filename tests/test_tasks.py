@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils.data import ImageSet
+from metagen_utils.data.images import ImageSet
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.tasks import EpisodeSampler, require_images_per_class
+from metagen_utils.data.episodes import EpisodeSampler, require_images_per_class
 
 
 def tiny_set(counts=(6, 6, 6, 6), splits=None):

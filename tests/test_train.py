@@ -14,12 +14,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from metagen_utils import train as train_module
-from metagen_utils.checkpoint import load_checkpoint
-from metagen_utils.data import ImageSet
+from metagen_utils import profiles
+from metagen_utils.training import loop as train_module
+from metagen_utils.training.checkpoint import load_checkpoint
+from metagen_utils.data.images import ImageSet
 from metagen_utils.errors import CheckpointError, ConfigError, MetaLearningError
-from metagen_utils.tasks import Episode
-from metagen_utils.train import TrainConfig, episode_fn, learning_rate, shard, train
+from metagen_utils.data.episodes import Episode
+from metagen_utils.training.loop import TrainConfig, episode_fn, learning_rate, shard, train
 
 
 def image_set(classes: int = 6, per_class: int = 5, size: int = 4) -> ImageSet:
@@ -279,13 +280,12 @@ def test_two_gloo_processes_give_the_parameters_of_one_process_over_the_same_une
 
 
 def test_run_settings_give_the_profile_and_keep_its_warm_up_fraction_for_another_length():
-    from metagen_utils import meta_vae
-
-    run, cfg = train_module.run_settings("full", "meta_vae", "glyphs", seed=3)
+    run, settings = profiles.run_settings("full", "meta_vae", "glyphs", seed=3)
+    cfg = TrainConfig(**settings)
     assert run["model_config"]["blocks"] == 3 and run["train_k_shots"] == [1, 5]
     assert (cfg.steps, cfg.warmup_steps, cfg.seed) == (1600, 160, 3)
-    run, cfg = train_module.run_settings("cpu", "meta_vae", "glyphs", seed=0, steps=1000, tasks_per_step=64)
-    assert (cfg.steps, cfg.warmup_steps, run["tasks_per_step"]) == (1000, 100, 64)
-    assert meta_vae.PROFILES["cpu"]["train"]["steps"] == 400            # the profile itself is untouched
+    run, settings = profiles.run_settings("cpu", "meta_vae", "glyphs", seed=0, steps=1000, tasks_per_step=64)
+    assert (settings["steps"], settings["warmup_steps"], run["tasks_per_step"]) == (1000, 100, 64)
+    assert profiles.META_VAE["cpu"]["train"]["steps"] == 400            # the profile itself is untouched
     with pytest.raises(ConfigError, match="profile='gpu' is not valid"):
-        train_module.run_settings("gpu", "meta_vae", "glyphs", seed=0)
+        profiles.run_settings("gpu", "meta_vae", "glyphs", seed=0)

@@ -1,14 +1,14 @@
 """Notebook 04's trained weights, saved with every run and, for the full profile, committed to the kit.
 
 The full profile trains for about 18 minutes on two cores, too long for every CI run. Its weights are
-committed in ``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.checkpoint`
+committed in ``data/weights/04_meta_vae_full/`` as a checkpoint folder of :mod:`metagen_utils.training.checkpoint`
 (tensors in safetensors, settings and the run's metrics in JSON, the sha256 of every file in
 ``manifest.json``), so that notebook 04 can show full-scale samples and re-score them in CI while it
 still trains its short cpu-profile model in front of the reader. Loading verifies every hash and never
 unpickles anything.
 
 Retraining them is one command (``make weights``: notebook 04 at ``PROFILE=full``, then
-``python -m metagen_utils.pretrained check`` on the run's weights). One seed gives the same weights
+``python -m metagen_utils.generation.pretrained check`` on the run's weights). One seed gives the same weights
 run after run on a CPU, so on a machine like the one that made them a retrain matches bit for bit;
 ``check`` says whether it does and, if not, by how much each tensor differs (another CPU's vector
 instructions may round differently). ``install`` makes a run's weights the
@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from . import meta_vae
-from .checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
-from .errors import CheckpointError
-from .generation import ConditionalVAE, Params
-from .meta import MetaConfig
-from .results import REPO, results_dir
+from ..training.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from ..errors import CheckpointError
+from .vae import ConditionalVAE, Params
+from ..meta.maml import MetaConfig
+from ..results import REPO, results_dir
 
 COMMITTED = REPO / "data" / "weights" / "04_meta_vae_full"
 GROUPS = ("meta", "joint", "spread")   # weights are stored as "<group>.<name>"
@@ -134,7 +134,7 @@ def describe_match(candidate: TrainedWeights, reference: TrainedWeights) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metagen_utils.pretrained", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils.generation.pretrained", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="does a run's weights folder match the committed weights?")
     check.add_argument("folder", type=Path)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .completion import CompletionTasks, make_tasks, normal_equations, with_bias
-from .config import progress_disabled
-from .data import ImageSet
-from .errors import ConfigError, MetaLearningError
+from .tasks import CompletionTasks, make_tasks, normal_equations, with_bias
+from ..config import progress_disabled
+from ..data.images import ImageSet
+from ..errors import ConfigError, MetaLearningError
 
 KINDS = ("scalar", "diagonal", "lowrank", "full")
 
@@ -219,10 +219,3 @@ def step_eigenvalues(rule: dict[str, Tensor], features: Tensor, tasks: Completio
                 mu = torch.linalg.eigvalsh(root.T @ A @ root)
             out.append(mu[mu.abs() > 1e-8 * mu.abs().max()])
     return out
-
-
-def spectral_radius_of_step(rule: dict[str, Tensor], features: Tensor, tasks: CompletionTasks,
-                            step: int = 0) -> np.ndarray:
-    """ρ(I − M A) per task on A's range (along A's null space the step does nothing and I − MA has
-    eigenvalue 1). Above 1, repeating the step diverges; just below 1, some direction barely moves."""
-    return np.asarray([(1 - mu).abs().max().item() for mu in step_eigenvalues(rule, features, tasks, step)])

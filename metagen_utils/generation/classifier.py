@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import ImageSet
-from .errors import ConfigError, DataError
+from ..data.images import ImageSet
+from ..errors import ConfigError, DataError
 
 
 class GlyphClassifier(nn.Module):

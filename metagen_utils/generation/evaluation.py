@@ -1,6 +1,6 @@
 """Few-shot generation measured (notebook 04): the baselines and the evaluation protocol.
 
-Baselines start from the jointly trained, class-agnostic VAE of :mod:`metagen_utils.generation`: its
+Baselines start from the jointly trained, class-agnostic VAE of :mod:`metagen_utils.generation.vae`: its
 N(0, I) prior; a Gaussian prior fitted to the support images' posterior means; fine-tuning on the K
 support images. :func:`evaluate` runs every method on the same unseen-class episodes and reports query
 −ELBO and importance-sampled NLL (nats per image), class fidelity, diversity and the Fréchet distance in
@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from .classifier import diversity, features, fidelity_from_features, frechet_distance
-from .data import ImageSet
-from .generation import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, per_task,
+from ..data.images import ImageSet
+from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, per_task,
                          query_scores, sample)
-from .errors import ConfigError
-from .meta import MetaConfig
-from .tasks import EpisodeSampler
+from ..errors import ConfigError
+from ..meta.maml import MetaConfig
+from ..data.episodes import EpisodeSampler
 
 
 # --- Baselines ------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
 
     Returns ``{K: {method: {"nelbo", "nll", "fidelity", "diversity": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
-    [T, n_query, D] (classifier features, for :func:`metagen_utils.classifier.frechet_difference`),
+    [T, n_query, D] (classifier features, for :func:`metagen_utils.generation.classifier.frechet_difference`),
     "temperatures": {τ: {"fidelity", "diversity": [T] arrays}}}}}``, T = n_episodes · n_way class-tasks in
     the same order for every method. ``"real support"`` is the ceiling: the support images as samples (no
     likelihood, and no temperatures to vary).
@@ -157,7 +157,7 @@ def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig
                      breakdown: bool = False, seed: int = 0) -> dict[int, dict]:
     """The meta-learned model alone, adapted and sampled exactly as :func:`evaluate` does it (the same
     class-tasks, the same noise, so the same numbers), without likelihoods or baselines: a few seconds
-    instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.pretrained`).
+    instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.generation.pretrained`).
     Returns ``{K: {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}}`` as
     in :func:`evaluate`'s ``"meta-learned, adapted"`` entry; with ``breakdown``, also ``"breakdown"``
     (:data:`BREAKDOWN`'s rows), ``"mean_error"``, ``"support_error"`` and ``"class_scatter"`` from

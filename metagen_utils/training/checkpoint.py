@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 WEIGHTS, STATE_TENSORS, STATE_JSON, MANIFEST = ("weights.safetensors", "state.safetensors", "state.json",
                                                  "manifest.json")

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .config import check_choice
-from .errors import ConfigError, DataError
+from ..config import check_choice
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch

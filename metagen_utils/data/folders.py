@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .config import check_choice
-from .data import SPLITS, ImageSet
-from .errors import ConfigError, DataError
+from ..config import check_choice
+from .images import SPLITS, ImageSet
+from ..errors import ConfigError, DataError
 from .preprocess import PreprocessConfig, preprocess_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

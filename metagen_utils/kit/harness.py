@@ -1,8 +1,8 @@
 """Executing the notebook series with papermill: the kit's main job, and how committed outputs are made.
 
-    python -m metagen_utils.harness run [--out results] [-p PROFILE full] [-p DATA /path/to/omniglot]
-    python -m metagen_utils.harness regenerate        # rewrite the committed outputs in notebooks/
-    python -m metagen_utils.harness parameters        # what each notebook accepts
+    python -m metagen_utils.kit.harness run [--out results] [-p PROFILE full] [-p DATA /path/to/omniglot]
+    python -m metagen_utils.kit.harness regenerate        # rewrite the committed outputs in notebooks/
+    python -m metagen_utils.kit.harness parameters        # what each notebook accepts
 
 ``run`` executes every notebook in order into ``<out>/notebooks``; the notebooks write their figures to
 ``<out>/figures`` and metrics to ``<out>/metrics``, gathered into ``<out>/summary.{json,md}``.
@@ -20,10 +20,13 @@ from pathlib import Path
 
 import nbformat
 
-from .config import PROFILES, check_choice
-from .errors import ConfigError, NotebookError
-from .files import write_atomic, write_json
-from .results import REPO, committed_seconds, summarise, update_committed, update_readme
+from ..config import check_choice
+from ..kernels import pin_cpu_kernels
+from ..errors import ConfigError, NotebookError
+from ..files import write_atomic, write_json
+from ..profiles import PROFILES
+from ..results import REPO, summarise
+from .committed import committed_seconds, update_committed, update_readme
 
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"  # the kernel of the interpreter running the harness, i.e. the kit's environment
@@ -223,7 +226,7 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metagen_utils.harness", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils.kit.harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="execute the notebook series (the main job)")
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     regen_p.add_argument("--only", nargs="+")
     sub.add_parser("parameters", help="list each notebook's parameters and defaults")
     args = parser.parse_args(argv)
+    pin_cpu_kernels()   # the notebook kernels started below inherit it: the committed numbers' kernels
     try:
         if args.command == "run":
             params = {name: parse_value(value) for name, value in args.parameter}

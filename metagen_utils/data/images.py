@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 SPLITS = ("background", "validation", "evaluation")
 
@@ -86,13 +86,3 @@ class ImageSet:
         """Alphabets in first-seen order."""
         return list(dict.fromkeys(self.alphabets))
 
-
-def load(source: str = "glyphs", image_size: int = 28, progress: bool = True) -> ImageSet:
-    """The data set a notebook's ``DATA`` parameter names: the embedded glyphs, or a local folder in
-    Omniglot or class-per-folder layout, preprocessed to gray ``image_size``² images."""
-    if source == "glyphs":
-        from .glyphs import load_glyphs
-        return load_glyphs(image_size, progress=progress)
-    from .folders import load_folder
-    from .preprocess import PreprocessConfig
-    return load_folder(source, PreprocessConfig(size=image_size, channels=1))

@@ -7,8 +7,8 @@ giving step ``step``'s episode. Every step's randomness — its tasks, and the g
 draw from — is a pure function of ``(seed, step)`` (and the rank), never of how many steps ran before
 in this process; that is what makes resuming exact and running on several processes simple.
 
-    python -m metagen_utils.train --profile cpu --out runs/demo
-    torchrun --nproc_per_node=2 -m metagen_utils.train --profile cpu --out runs/demo
+    python -m metagen_utils train --profile cpu --out runs/demo
+    torchrun --nproc_per_node=2 -m metagen_utils train --profile cpu --out runs/demo
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import math
 import os
 import random
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,19 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from . import meta_vae
 from .checkpoint import check_config, copy_checkpoint, load_checkpoint, restore, save_checkpoint
-from .config import progress_disabled
-from .data import ImageSet
-from .errors import ConfigError, MetaLearningError
-from .meta import MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_gradient, meta_loss
-from .models import ConvGenerator
-from .tasks import Episode, EpisodeSampler
+from ..config import progress_disabled
+from ..data.images import ImageSet
+from .. import profiles
+from ..errors import ConfigError, MetaLearningError
+from ..data.episodes import Episode, EpisodeSampler
 
 Params = dict[str, Tensor]
 # The meta-loss of a batch of tasks (a mean over them), or (meta-loss, outer direction) where that
@@ -302,102 +297,6 @@ def fit(model: MetaModel, background: ImageSet, validation: ImageSet | None, run
                  run_config=run)
 
 
-def conv_generator(run: Mapping, image_shape: tuple[int, int, int], device: str,
-                   pretrain_on: ImageSet | None = None) -> MetaModel:
-    """The demo: :class:`ConvGenerator` meta-learned with MAML to map fixed latent codes to a class's images.
-
-    Slot j of every task has the same latent code z_j ``[latent_dim]`` (drawn once from the run's seed):
-    support image j is generated from z_j and query image j from z_{K+j}, so adapting to K images of a
-    new class teaches the generator that class, and the query codes then draw new images of it. It has
-    no pretraining stage (``pretrain_on`` is ignored).
-    """
-    channels, size, _ = image_shape
-    settings = run["model_config"]
-    k, q = run["k_shot"], run["n_query"]
-    module = ConvGenerator(settings["latent_dim"], channels, size).to(device)
-    meta_cfg = MetaConfig(settings["algorithm"], settings["inner_steps"], settings["inner_lr"])
-    generator = torch.Generator().manual_seed(run["seed"])
-    latents = torch.randn(k + q, settings["latent_dim"], generator=generator).to(device)
-
-    def batch(episode: Episode) -> TaskBatch:
-        t = episode.num_tasks
-        return TaskBatch(latents[:k].expand(t, k, -1), episode.support.to(device),
-                         latents[k:].expand(t, q, -1), episode.query.to(device))
-
-    def adapted(params: Params, support: Tensor) -> Params:
-        return inner_loop(module, params, latents[:k], support.to(device), F.mse_loss, meta_cfg.inner_steps,
-                          meta_cfg.inner_lr, create_graph=False)
-
-    def generate(params: Params, support: Tensor) -> Tensor:
-        fast = adapted(params, support)
-        with torch.no_grad():
-            return functional_call(module, fast, (latents[k:],))
-
-    def evaluate(params: Params, episode: Episode) -> dict[str, Tensor]:
-        with torch.no_grad():
-            before = F.mse_loss(functional_call(module, params, (latents[k:],)).expand_as(episode.query),
-                                episode.query.to(device), reduction="none").flatten(1).mean(1)
-        after = torch.stack([F.mse_loss(generate(params, s), qy.to(device))
-                             for s, qy in zip(episode.support, episode.query)])
-        # PSNR of images in [0, 1]; the floor keeps a perfect reconstruction finite (100 dB).
-        return {f"{metric}_{when}": value.cpu() for when, mse in (("before", before), ("after", after))
-                for metric, value in (("mse", mse), ("psnr_db", -10 * torch.log10(mse.clamp_min(1e-10))))}
-
-    return MetaModel(
-        meta_params=init_meta_params(module, meta_cfg),
-        loss_fn=lambda params, episode: meta_gradient(module, params, batch(episode), meta_cfg, F.mse_loss),
-        validate_fn=lambda params, episode: meta_loss(module, params, batch(episode), meta_cfg,
-                                                      F.mse_loss).item(),
-        evaluate_fn=evaluate, generate_fn=generate)
-
-
-# A model plugs in by name: a builder (run, image_shape, device, pretrain_on=None) → MetaModel, where
-# pretrain_on is the background split when a new run starts (for a model with a pretraining stage).
-MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae.meta_vae}
-
-
-# inner_lr is large because a per-pixel mean squared error has small gradients: in a 40-step cpu run on the
-# glyphs, rate 0.5 barely adapted (query MSE 0.119 → 0.119) while 5.0 did (0.26 → 0.092).
-RUN_PROFILES = {   # conv_generator's
-    "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 8, "val_tasks": 32, "eval_tasks": 100,
-            "model_config": {"latent_dim": 32, "algorithm": "maml", "inner_steps": 1, "inner_lr": 5.0},
-            "train": {"steps": 300, "outer_lr": 1e-3, "warmup_steps": 20, "checkpoint_every": 50,
-                      "validate_every": 50}},
-    "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 32, "val_tasks": 128, "eval_tasks": 600,
-             "model_config": {"latent_dim": 64, "algorithm": "maml", "inner_steps": 3, "inner_lr": 2.0},
-             "train": {"steps": 5000, "outer_lr": 1e-3, "warmup_steps": 200, "checkpoint_every": 250,
-                       "validate_every": 250}},
-}
-
-
-PROFILES_BY_MODEL = {"conv_generator": RUN_PROFILES, "meta_vae": meta_vae.PROFILES}
-
-
-def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
-                 tasks_per_step: int | None = None, pretrain_steps: int | None = None,
-                 class_steps: int | None = None) -> tuple[dict, TrainConfig]:
-    """(run config saved in checkpoints, TrainConfig) for a profile and the command-line overrides."""
-    if profile not in RUN_PROFILES:
-        raise ConfigError(f"profile={profile!r} is not valid; expected one of {sorted(RUN_PROFILES)}")
-    if model not in MODELS:
-        raise ConfigError(f"model={model!r} is not valid; expected one of {sorted(MODELS)}")
-    base = PROFILES_BY_MODEL[model][profile]
-    run = {key: value for key, value in base.items() if key != "train"}
-    run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
-    if tasks_per_step is not None:
-        run["tasks_per_step"] = tasks_per_step
-    for name, value, key in (("pretrain_steps", pretrain_steps, "joint_steps"),
-                             ("class_steps", class_steps, "class_steps")):
-        if value is not None:
-            if key not in run["model_config"]:
-                raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
-            run["model_config"] = {**run["model_config"], key: value}
-    settings = {**base["train"], "seed": seed}
-    if steps is not None:   # another length keeps the profile's fraction of warm-up steps
-        settings.update(steps=steps, warmup_steps=base["train"]["warmup_steps"] * steps // base["train"]["steps"])
-    return run, TrainConfig(**settings)
-
-
 def init_distributed(device: str) -> tuple[int, int, str]:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT):
     NCCL on CUDA, one GPU per process; gloo on the CPU. Without torchrun: rank 0 of 1, no group."""
@@ -414,12 +313,8 @@ def init_distributed(device: str) -> tuple[int, int, str]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m metagen_utils.train [options]``, also under torchrun: the ``train`` command of
-    :mod:`metagen_utils.cli` (its options are there, beside evaluate's and sample's). Returns the exit status."""
-    from .cli import main as cli_main   # here, not at the top: cli imports this module
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_settings(profile: str, model: str, data: str, seed: int, **overrides) -> tuple[dict, TrainConfig]:
+    """(run config saved in checkpoints, :class:`TrainConfig`) of a profile (:func:`profiles.run_settings`,
+    whose overrides it takes: ``steps``, ``tasks_per_step``, ``pretrain_steps``, ``class_steps``)."""
+    run, settings = profiles.run_settings(profile, model, data, seed, **overrides)
+    return run, TrainConfig(**settings)

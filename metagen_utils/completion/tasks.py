@@ -32,12 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .config import progress_disabled
-from .data import ImageSet
-from .errors import ConfigError, DataError
-from .evaluate import format_ci, mean_ci, paired_difference, psnr
-from .meta import MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_step
-from .models import FourierFeatures, LinearMetaNet
+from ..config import progress_disabled
+from ..data.images import ImageSet
+from ..errors import ConfigError, DataError
+from ..stats import format_ci, mean_ci, paired_difference, psnr
+from ..meta.maml import MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_step
+from ..models import FourierFeatures, LinearMetaNet
 
 KS = (0, 1, 2, 5, 10)
 DTYPE = torch.float64  # evaluation and closed forms: float64, so that checks can be tight

@@ -1,6 +1,6 @@
 """The rendered site: the executed notebooks as a static HTML book (Jupyter Book 1.x, Sphinx), offline.
 
-    python -m metagen_utils.site [--out build/site] [--notebooks notebooks]
+    python -m metagen_utils.kit.site [--out build/site] [--notebooks notebooks]
 
 The committed notebooks are rendered as they are (never re-executed): an index page lists the series in
 order, one line per notebook taken from its title cell, then one chapter per notebook with its figures
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import MetagenError, NotebookError
-from .files import write_atomic
+from ..errors import MetagenError, NotebookError
+from ..files import write_atomic
 from .harness import NOTEBOOKS, notebook_paths
-from .results import REPO
+from ..results import REPO
 
 CONFIG_TEMPLATE = REPO / "site" / "_config.yml"
 DEFAULT_OUT = REPO / "build" / "site"
@@ -167,7 +167,7 @@ def build_site(notebooks_dir: str | Path = NOTEBOOKS, out_dir: str | Path = DEFA
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metagen_utils.site", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils.kit.site", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: build/site)")
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="the series (default: notebooks/)")

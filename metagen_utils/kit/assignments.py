@@ -1,8 +1,8 @@
 """Course assignments: the exercises at the end of each notebook, as student versions and nbgrader sources.
 
-    python -m metagen_utils.assignments                 # write the student versions into exercises/
-    python -m metagen_utils.assignments --check         # exit 1, listing what differs, if exercises/ is stale
-    python -m metagen_utils.assignments --course DIR [--exchange DIR]   # an nbgrader course folder
+    python -m metagen_utils.kit.assignments                 # write the student versions into exercises/
+    python -m metagen_utils.kit.assignments --check         # exit 1, listing what differs, if exercises/ is stale
+    python -m metagen_utils.kit.assignments --course DIR [--exchange DIR]   # an nbgrader course folder
 
 Each notebook ends with a summary and at least two exercises. An exercise is a code cell whose solution
 sits between nbgrader's markers (``### BEGIN SOLUTION`` / ``### END SOLUTION``), followed directly by an
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import MetagenError
-from .files import write_atomic
+from ..errors import MetagenError
+from ..files import write_atomic
 from .harness import KERNEL, NOTEBOOKS, environment, notebook_paths
-from .results import REPO
+from ..results import REPO
 
 EXERCISES = REPO / "exercises"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"  # nbgrader's markers
@@ -389,7 +389,7 @@ def run_first_exercise(student_nb, solution_nb, cwd: Path,
 # --- an nbgrader course ---------------------------------------------------------------------------------
 
 NBGRADER_CONFIG = '''\
-# nbgrader configuration of the metagen course (written by python -m metagen_utils.assignments --course).
+# nbgrader configuration of the metagen course (written by python -m metagen_utils.kit.assignments --course).
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.root = {root!r}
@@ -441,7 +441,7 @@ def make_course(course_dir: str | Path, src_dir: str | Path = NOTEBOOKS, course_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metagen_utils.assignments", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m metagen_utils.kit.assignments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check that exercises/ is up to date")
     parser.add_argument("--course", metavar="DIR", help="write an nbgrader course folder into DIR")
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.check:
             differences = check_in_sync(args.src, args.out)
             if differences:
-                print("exercises are out of date (run `python -m metagen_utils.assignments`):\n- " +
+                print("exercises are out of date (run `python -m metagen_utils.kit.assignments`):\n- " +
                       "\n- ".join(differences), file=sys.stderr)
                 return 1
             print(f"{args.out} is in sync with {args.src}")

@@ -1,11 +1,11 @@
 """Notebook 04's model for the notebook, the command line and torchrun
 (``python -m metagen_utils train --model meta_vae``).
 
-The conditional-prior VAE of :mod:`metagen_utils.generation`: the joint (class-agnostic) VAE is trained
+The conditional-prior VAE of :mod:`metagen_utils.generation.vae`: the joint (class-agnostic) VAE is trained
 first (:func:`generation.train_joint`), then the context and one decoder layer are meta-learned with
-Meta-SGD by the outer loop of :mod:`metagen_utils.train` (AdamW, warm-up and cosine, clipping,
+Meta-SGD by the outer loop of :mod:`metagen_utils.training.loop` (AdamW, warm-up and cosine, clipping,
 validation with the best step kept, checkpoints, exact resume, DDP), with K = 1 and K = 5 tasks in turn.
-Notebook 04 builds its model with :func:`meta_model` and trains it with :func:`metagen_utils.train.fit`,
+Notebook 04 builds its model with :func:`meta_model` and trains it with :func:`metagen_utils.training.loop.fit`,
 the functions the command line uses, in the configuration :data:`PROFILES` gives both. Adaptation,
 sampling and scoring are :func:`generation.adapt`, :func:`generation.sample` and
 :func:`generation.query_scores`.
@@ -21,38 +21,12 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from . import generation as gen
-from .data import ImageSet
-from .errors import ConfigError
-from .meta import MetaConfig, init_meta_params, meta_gradient, meta_loss
-from .tasks import Episode
-
-# Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
-# (twice the channels, three residual blocks in the decoder, four times the steps). class_steps: steps of
-# per-class contexts between the joint VAE and meta-training (generation.train_class_contexts); none by
-# default, as in the notebook (the README gives what they buy).
-# test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
-# rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
-# initial_rates: decoder.up's learned rates start at 1e-4, not inner_lr: a decoder layer's gradient of a
-# pixel-sum likelihood is hundreds of times the context's, and one rate for both either leaves c still or
-# makes the layer diverge.
-MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
-         "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
-         "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
-# Meta-training alternates K = 1 and K = 5 tasks (train_k_shots); validation and the command line's
-# evaluate use K = 5 (k_shot).
-PROFILES = {
-    "cpu": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 64,
-            "eval_tasks": 200, "model_config": MODEL,
-            "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
-                      "checkpoint_every": 100, "validate_every": 100}},
-    "full": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 128,
-             "eval_tasks": 600,
-             "model_config": {**MODEL, "width": 32, "blocks": 3, "joint_steps": 4800, "is_samples": 64},
-             "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
-                       "checkpoint_every": 200, "validate_every": 200}},
-}
-
+from . import vae as gen
+from ..data.images import ImageSet
+from ..errors import ConfigError
+from ..meta.maml import MetaConfig, init_meta_params, meta_gradient, meta_loss
+from ..data.episodes import Episode
+from ..training.loop import MetaModel
 
 def meta_config(settings: Mapping) -> MetaConfig:
     """Meta-SGD on the context and the adapted decoder layers, as in notebook 04."""
@@ -62,7 +36,7 @@ def meta_config(settings: Mapping) -> MetaConfig:
 
 def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
              pretrain_on: ImageSet | None = None):
-    """The :class:`metagen_utils.train.MetaModel` of notebook 04's model, for the command line. With
+    """The :class:`metagen_utils.training.loop.MetaModel` of notebook 04's model, for the command line. With
     ``pretrain_on`` (a new run) the joint VAE is trained on it first; without (resuming, evaluating,
     sampling) the weights come from the checkpoint."""
     if tuple(image_shape) != gen.IMAGE_SHAPE:
@@ -86,11 +60,9 @@ def meta_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
 def meta_model(module: gen.ConditionalVAE, settings: Mapping, seed: int, device: str,
                amp_dtype: torch.dtype | None = None):
     """Meta-SGD on ``module`` as ``settings`` (a profile's ``model_config``) describe it, from the module's
-    current weights (the joint VAE): a :class:`metagen_utils.train.MetaModel` whose meta-parameters are
+    current weights (the joint VAE): a :class:`metagen_utils.training.loop.MetaModel` whose meta-parameters are
     the module's tensors plus the learned inner rates, started at ``settings["initial_rates"]``.
-    ``amp_dtype`` (bfloat16 on CUDA) runs each meta-gradient under :func:`generation.autocast`."""
-    from .train import MetaModel   # here, not at the top: train imports this module to register it
-
+    ``amp_dtype`` (bfloat16 on CUDA) runs each meta-gradient under ``torch.autocast``."""
     cfg = meta_config(settings)
     params = gen.set_initial_rates(init_meta_params(module, cfg), dict(settings["initial_rates"]))
 
@@ -100,7 +72,7 @@ def meta_model(module: gen.ConditionalVAE, settings: Mapping, seed: int, device:
                               generator=None)
 
     def loss(meta: Mapping[str, Tensor], episode: Episode):
-        with gen.autocast(device, amp_dtype):
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
             return meta_gradient(module, meta, batch(episode), cfg, gen.mean_loss)
 
     def generator(use: int) -> torch.Generator:

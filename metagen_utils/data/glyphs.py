@@ -28,9 +28,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .data import ImageSet
-from .errors import ConfigError, DataError, ManifestError
-from .files import write_atomic, write_json
+from .images import ImageSet
+from ..errors import ConfigError, DataError, ManifestError
+from ..files import write_atomic, write_json
 
 FONT_FILES = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
@@ -60,8 +60,8 @@ SYMBOL_BLOCKS = (
 EVALUATION_ALPHABETS = ("Georgian", "Armenian", "Lao")
 VALIDATION_ALPHABETS = ("Greek", "Geometric shapes")
 
-DATA_DIR = Path(os.environ.get("METAGEN_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
-MANIFEST = Path(__file__).resolve().parents[1] / "data" / "glyphs_manifest.json"
+DATA_DIR = Path(os.environ.get("METAGEN_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
+MANIFEST = Path(__file__).resolve().parents[2] / "data" / "glyphs_manifest.json"
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ def build(spec: GlyphSpec = GlyphSpec(), classes: tuple[GlyphClass, ...] | None 
     if progress:
         from tqdm.auto import tqdm
 
-        from .config import progress_disabled
+        from ..config import progress_disabled
         iterator = tqdm(classes, desc=f"rendering {spec.key}", disable=progress_disabled())
     images = np.stack([sample_class(c, spec) for c in iterator])[:, :, None]
     images = images.reshape(-1, 1, spec.image_size, spec.image_size)
@@ -372,7 +372,7 @@ def load_glyphs(image_size: int = 28, samples_per_class: int = 20, seed: int = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m metagen_utils.glyphs [--write-manifest] [--size N]``: build, time and check the set."""
+    """``python -m metagen_utils.data.glyphs [--write-manifest] [--size N]``: build, time and check the set."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from .errors import ConfigError, DataError, MetagenError, MetaLearningError
+from ..errors import ConfigError, DataError, MetagenError, MetaLearningError
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd")
 LR_PREFIX = "inner_lr."
@@ -105,10 +105,16 @@ def params_of(module: nn.Module) -> Params:
     return dict(module.named_parameters())
 
 
-def select_adapted(names: Sequence[str], adapt: str | tuple[str, ...]) -> tuple[str, ...]:
-    """The names that adapt per task: all of them, or those equal to or under one of the prefixes."""
+def select_adapted(names: Sequence[str], adapt: str | tuple[str, ...],
+                   module: nn.Module | None = None) -> tuple[str, ...]:
+    """The names that adapt per task: all of them, or those equal to or under one of the prefixes.
+
+    With ``adapt="all"`` and the ``module``, a parameter the module freezes (``requires_grad=False``)
+    stays frozen: it adapts only when a prefix names it.
+    """
     if adapt == "all":
-        return tuple(names)
+        frozen = set() if module is None else {n for n, p in module.named_parameters() if not p.requires_grad}
+        return tuple(n for n in names if n not in frozen)
     def under(name: str, prefix: str) -> bool:
         return name == prefix or name.startswith(prefix + ".")
     for prefix in adapt:
@@ -128,7 +134,7 @@ def init_meta_params(module: nn.Module, cfg: MetaConfig) -> Params:
                           "the submodule")
     rates = {}
     if cfg.learns_inner_lr:
-        for name in select_adapted(list(params), cfg.adapt):
+        for name in select_adapted(list(params), cfg.adapt, module):
             p = params[name]
             rates[LR_PREFIX + name] = torch.full(_rate_shape(cfg, p), float(cfg.inner_lr), dtype=p.dtype,
                                                  device=p.device, requires_grad=True)
@@ -228,7 +234,7 @@ def inner_loop(module: nn.Module, params: Params, support_x: Tensor, support_y: 
     schedule = list(lr) if isinstance(lr, (list, tuple)) else [lr] * steps
     if len(schedule) != steps:
         raise ConfigError(f"lr: {len(schedule)} per-step rates given for steps={steps}")
-    names = select_adapted(list(params), adapt)
+    names = select_adapted(list(params), adapt, module)
     with torch.enable_grad():
         trajectory, _ = _inner_loop(module, params, names, schedule, support_x, support_y, loss_fn,
                                     create_graph, functional=False)
@@ -250,6 +256,11 @@ def _check_batch(task_batch: Sequence[Tensor]) -> TaskBatch:
     if len(task_batch) != 4:
         raise DataError(f"task_batch: found {len(task_batch)} tensors, expected 4 "
                         "(support_x, support_y, query_x, query_y)")
+    for field, t in zip(TaskBatch._fields, task_batch):
+        if not isinstance(t, Tensor):
+            raise DataError(f"task_batch: {field} is a {type(t).__name__}, expected a tensor [tasks, examples, "
+                            "...]; stack the tasks with torch.stack (every task needs the same number of "
+                            "examples)")
     batch = TaskBatch(*task_batch)
     shapes = {field: tuple(t.shape) for field, t in batch._asdict().items()}
     if len({s[0] if s else None for s in shapes.values()}) != 1 or batch.support_x.ndim < 2:
@@ -284,7 +295,7 @@ def _task_losses(module: nn.Module, meta_params: Params, task_batch: Sequence[Te
     """Adapt to every task; returns the outer loss per task ``[tasks]`` and the adapted parameters
     ``{name: [tasks, *shape]}``."""
     batch = _check_batch(task_batch)
-    names = select_adapted([n for n in meta_params if not n.startswith(LR_PREFIX)], cfg.adapt)
+    names = select_adapted([n for n in meta_params if not n.startswith(LR_PREFIX)], cfg.adapt, module)
 
     def one_task(meta_params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor,
                  query_y: Tensor) -> tuple[Tensor, Tensor, Tensor, Params]:
@@ -356,6 +367,14 @@ def meta_step(module: nn.Module, meta_params: Params, optimizer: torch.optim.Opt
               max_grad_norm: float | None = None) -> float:
     """One outer update: meta-gradient, optional clipping of its global norm to ``max_grad_norm``, then
     ``optimizer.step()`` (build the optimizer over ``meta_params.values()``). Returns the meta-loss."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [n for n, t in meta_params.items() if t.requires_grad and id(t) not in held]
+    if missing:
+        # The usual mistake: an optimizer over module.parameters(), which leaves Meta-SGD's and per-step
+        # rates out, so they would silently never be trained.
+        raise ConfigError(f"the optimizer does not hold meta_params {missing[:4]}{' …' if len(missing) > 4 else ''}; "
+                          "build it over meta_params.values() (init_meta_params gives the module's parameters "
+                          "and the learned inner rates)")
     loss, grads = meta_gradient(module, meta_params, task_batch, cfg, loss_fn, vectorised)
     optimizer.zero_grad(set_to_none=True)
     for name, g in grads.items():

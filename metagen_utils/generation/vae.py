@@ -16,7 +16,7 @@ film,fc}.*``, ``decoder.{fc,film,up,out}.*`` and ``decoder.refine.<i>.*`` for th
 residual blocks; ``adapt=("context", "decoder.up")`` adapts c and one decoder layer. At c = 0 the prior
 is N(0, I) and both FiLMs are the identity, so the module with c held at 0 is the jointly trained,
 class-agnostic VAE (:func:`train_joint`), which the baselines start from and meta-training
-(:func:`metagen_utils.meta_vae.meta_model`, trained by :func:`metagen_utils.train.fit`) continues from;
+(:func:`metagen_utils.generation.meta_vae.meta_model`, trained by :func:`metagen_utils.training.loop.fit`) continues from;
 optionally after giving every background class a context of its own (:func:`train_class_contexts`).
 
 Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
@@ -37,11 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .data import ImageSet
-from .errors import ConfigError, DataError
-from .meta import LR_PREFIX, MetaConfig, Params, TaskBatch, select_adapted
-from .models import LinearMetaNet
-from .tasks import EpisodeSampler
+from ..data.images import ImageSet
+from ..errors import ConfigError, DataError
+from ..meta.maml import LR_PREFIX, MetaConfig, Params, TaskBatch, select_adapted
+from ..models import LinearMetaNet
+from ..data.episodes import EpisodeSampler
 
 IMAGE_SHAPE = (1, 28, 28)
 PIXELS = 28 * 28
@@ -183,13 +183,6 @@ class ConditionalVAE(nn.Module):
 def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     """log N(z; mean, diag e^logvar), summed over the last dimension."""
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
-
-
-def bernoulli_nll(logits: Tensor, images: Tensor) -> Tensor:
-    """−log p(x | logits) in nats per image, Bernoulli on [0, 1] pixels: ``[..., C, H, W]`` → ``[...]``
-    (the two shapes broadcast)."""
-    logits, images = torch.broadcast_tensors(logits, images)
-    return F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum((-3, -2, -1))
 
 
 def pack(images: Tensor, noise: Tensor) -> Tensor:
@@ -340,21 +333,12 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float = 
         1 + math.cos(math.pi * min(1.0, (s - ramp) / max(1, steps - ramp)))) if s >= ramp else 1.0))
 
 
-def autocast(device: torch.device | str, dtype: torch.dtype | None):
-    """``torch.autocast`` on ``device``'s type with ``dtype`` (e.g. bfloat16), or nothing when ``dtype`` is
-    None: the forward and backward of a step run in reduced precision, the weights stay float32."""
-    from contextlib import nullcontext
-
-    device_type = torch.device(device).type
-    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
-
-
 def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size: int = 64, lr: float = 2e-3,
                 seed: int = 0, amp_dtype: torch.dtype | None = None) -> Params:
     """Train the class-agnostic VAE in place: encoder and decoder on the −ELBO of single images with c
     fixed at 0, so p(z | c) = N(0, I). Returns a detached copy of every parameter (the joint VAE).
     Runs on the model's device (batches and noise are drawn on the CPU and moved there); ``amp_dtype``
-    (bfloat16 on CUDA) runs each step under :func:`autocast`."""
+    (bfloat16 on CUDA) runs each step under ``torch.autocast``."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images.images)
     names = joint_names([n for n, _ in model.named_parameters()])
@@ -367,7 +351,7 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     for _ in range(steps):
         batch = pixels[torch.randint(len(pixels), (batch_size,), generator=generator)]
         noise = torch.randn(batch_size, 1, model.latent_dim, generator=generator)
-        with autocast(device, amp_dtype):
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(pack(batch, noise).to(device)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -405,7 +389,7 @@ def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, cl
         support = episode.support.view(classes_per_step, images_per_class, *IMAGE_SHAPE)
         noise = torch.randn(classes_per_step, images_per_class, 1, model.latent_dim, generator=generator)
         drawn = contexts[classes]
-        with autocast(device, amp_dtype):
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
             nelbo = per_task(model, params, {"context": drawn}, pack(support, noise).to(device), "nelbo")
             # The prior's −log N(c; 0, I) is counted once per class: per image, divided by images per class.
             penalty = 0.5 * (drawn ** 2).sum(-1).mean() / images_per_class_mean

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import ImageSet
-from .errors import ConfigError, DataError
+from .images import ImageSet
+from ..errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""The two profiles, in one place: every difference between ``cpu`` (the default, sized for 2 cores) and
+``full`` (full scale: a GPU if there is one, else a long CPU run).
+
+Notebooks and the command line read their sizes, steps and widths from here; nothing else writes
+``4 if PROFILE == "full" else 1``.
+"""
+from __future__ import annotations
+
+from .errors import ConfigError
+
+PROFILES = ("cpu", "full")
+
+# Notebooks 02–04 run their loops (tasks, meta-steps, training steps) this many times longer.
+STEP_SCALE = {"cpu": 1, "full": 4}
+
+# Notebook 04's inner steps when evaluating, per K. More than the 3 meta-trained with help (Meta-SGD's
+# rates are per parameter), except where one image meets the full profile's larger decoder layer: there
+# 6 steps over-fit it.
+NOTEBOOK_TEST_STEPS = {"cpu": 6, "full": {1: 3, 5: 6}}
+
+# Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
+# (twice the channels, three residual blocks in the decoder, four times the steps). class_steps: steps of
+# per-class contexts between the joint VAE and meta-training (generation.train_class_contexts); none by
+# default, as in the notebook (the README gives what they buy).
+# test_steps: inner steps when evaluating, more than the 3 trained with, which Meta-SGD's per-parameter
+# rates allow (in notebook 04's calibration: ≈ 3 nats of K = 1 NLL for +0.06 fidelity, both gained at K = 5).
+# initial_rates: decoder.up's learned rates start at 1e-4, not inner_lr: a decoder layer's gradient of a
+# pixel-sum likelihood is hundreds of times the context's, and one rate for both either leaves c still or
+# makes the layer diverge.
+META_VAE_MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
+         "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
+         "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
+# Meta-training alternates K = 1 and K = 5 tasks (train_k_shots); validation and the command line's
+# evaluate use K = 5 (k_shot).
+META_VAE = {
+    "cpu": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 64,
+            "eval_tasks": 200, "model_config": META_VAE_MODEL,
+            "train": {"steps": 400, "outer_lr": 4e-3, "warmup_steps": 40, "max_grad_norm": 100.0,
+                      "checkpoint_every": 100, "validate_every": 100}},
+    "full": {"k_shot": 5, "train_k_shots": [1, 5], "n_query": 5, "tasks_per_step": 16, "val_tasks": 128,
+             "eval_tasks": 600,
+             "model_config": {**META_VAE_MODEL, "width": 32, "blocks": 3, "joint_steps": 4800, "is_samples": 64},
+             "train": {"steps": 1600, "outer_lr": 4e-3, "warmup_steps": 160, "max_grad_norm": 100.0,
+                       "checkpoint_every": 200, "validate_every": 200}},
+}
+
+
+
+# inner_lr is large because a per-pixel mean squared error has small gradients: in a 40-step cpu run on the
+# glyphs, rate 0.5 barely adapted (query MSE 0.119 → 0.119) while 5.0 did (0.26 → 0.092).
+CONV_GENERATOR = {
+    "cpu": {"k_shot": 5, "n_query": 5, "tasks_per_step": 8, "val_tasks": 32, "eval_tasks": 100,
+            "model_config": {"latent_dim": 32, "algorithm": "maml", "inner_steps": 1, "inner_lr": 5.0},
+            "train": {"steps": 300, "outer_lr": 1e-3, "warmup_steps": 20, "checkpoint_every": 50,
+                      "validate_every": 50}},
+    "full": {"k_shot": 5, "n_query": 5, "tasks_per_step": 32, "val_tasks": 128, "eval_tasks": 600,
+             "model_config": {"latent_dim": 64, "algorithm": "maml", "inner_steps": 3, "inner_lr": 2.0},
+             "train": {"steps": 5000, "outer_lr": 1e-3, "warmup_steps": 200, "checkpoint_every": 250,
+                       "validate_every": 250}},
+}
+
+
+
+# The models the command line trains, by name: each one's settings at each profile.
+BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR}
+
+
+def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
+                 tasks_per_step: int | None = None, pretrain_steps: int | None = None,
+                 class_steps: int | None = None) -> tuple[dict, dict]:
+    """(run config saved in checkpoints, the outer loop's settings for ``TrainConfig(**settings)``) for a
+    profile and the command-line overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not valid; expected one of {sorted(PROFILES)}")
+    if model not in BY_MODEL:
+        raise ConfigError(f"model={model!r} is not valid; expected one of {sorted(BY_MODEL)}")
+    base = BY_MODEL[model][profile]
+    run = {key: value for key, value in base.items() if key != "train"}
+    run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
+    if tasks_per_step is not None:
+        run["tasks_per_step"] = tasks_per_step
+    for name, value, key in (("pretrain_steps", pretrain_steps, "joint_steps"),
+                             ("class_steps", class_steps, "class_steps")):
+        if value is not None:
+            if key not in run["model_config"]:
+                raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
+            run["model_config"] = {**run["model_config"], key: value}
+    settings = {**base["train"], "seed": seed}
+    if steps is not None:   # another length keeps the profile's fraction of warm-up steps
+        settings.update(steps=steps, warmup_steps=base["train"]["warmup_steps"] * steps // base["train"]["steps"])
+    return run, settings
+
+
