@@ -2,12 +2,13 @@
 
     data/         images, OpenCV preprocessing, the embedded glyphs, folder loaders, K-shot episodes  → 01
     models.py     the linear meta-parameter network f_θ(x) = W_θ x + b_θ and the other small networks → 02–04
-    meta/         the inner loop (one, vmappable), MAML 1st/2nd order, Reptile, Meta-SGD             → 02, 03
+    meta/         the inner loop (vmappable), MAML 1st/2nd order, Reptile, Meta-SGD                  → 02, 03
     completion/   pixel completion: its tasks, baselines and learned update rules                     → 02, 03
     generation/   the conditional VAE, its meta-training, baselines, evaluation, fidelity classifier  → 04
     training/     the outer loop: schedule, checkpoints, exact resume, torchrun                       → 04, CLI
-    profiles.py   every cpu/full difference, in one place                                             → all
-    config.py     a notebook's parameters resolved: seeding, device, CPU kernels                      → all
+    profiles.py   the cpu and full profiles of the command line's models and notebook 04's training  → 04, CLI
+    config.py     a notebook's parameters resolved: seeding, device                                   → all
+    kernels.py    the CPU kernels the committed numbers were computed with, pinned by the kit         → kit
     stats.py      PSNR, confidence intervals, paired differences                                      → 02–04
     plot.py, results.py   figures and metrics files a notebook writes                                 → all
     cli.py        ``python -m metagen_utils train|evaluate|sample``

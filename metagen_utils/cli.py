@@ -117,10 +117,9 @@ def load_trained(args: argparse.Namespace) -> tuple[Checkpoint, dict, MetaModel,
 def mean_and_ci95(values: torch.Tensor) -> dict[str, float]:
     """Mean and half-width of the 95 % confidence interval of the mean over tasks (:func:`stats.mean_ci`),
     ``[tasks]``; one task gives no interval (half-width 0)."""
-    values = values.double()
     if len(values) < 2:
-        return {"mean": values.mean().item(), "ci95": 0.0}
-    mean, half = mean_ci(values.numpy())
+        return {"mean": values.double().mean().item(), "ci95": 0.0}
+    mean, half = mean_ci(values)
     return {"mean": mean, "ci95": half}
 
 

@@ -18,7 +18,6 @@ import shlex
 # pinned NumPy (2.4: X86_V4 is the AVX-512 level).
 CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def pin_cpu_kernels() -> dict[str, str]:
@@ -49,5 +48,5 @@ def kernel_mismatch(capability: str, pinned: str) -> str | None:
     settings = " ".join(f"{name}={shlex.quote(value)}" for name, value in CPU_KERNELS.items())
     return (f"torch's CPU kernels run at {capability}, not {pinned.upper()}: torch computed something before "
             "the kernels were pinned, so the numbers can differ from the committed ones. Call "
-            f"metagen_utils.config.pin_cpu_kernels() before computing with torch, or start Python with "
+            f"metagen_utils.kernels.pin_cpu_kernels() before computing with torch, or start Python with "
             f"{settings}.")

@@ -1,22 +1,13 @@
 """The two profiles, in one place: every difference between ``cpu`` (the default, sized for 2 cores) and
 ``full`` (full scale: a GPU if there is one, else a long CPU run).
 
-Notebooks and the command line read their sizes, steps and widths from here; nothing else writes
-``4 if PROFILE == "full" else 1``.
+The command line and notebook 04's training read their sizes, steps and widths from here.
 """
 from __future__ import annotations
 
 from .errors import ConfigError
 
 PROFILES = ("cpu", "full")
-
-# Notebooks 02–04 run their loops (tasks, meta-steps, training steps) this many times longer.
-STEP_SCALE = {"cpu": 1, "full": 4}
-
-# Notebook 04's inner steps when evaluating, per K. More than the 3 meta-trained with help (Meta-SGD's
-# rates are per parameter), except where one image meets the full profile's larger decoder layer: there
-# 6 steps over-fit it.
-NOTEBOOK_TEST_STEPS = {"cpu": 6, "full": {1: 3, 5: 6}}
 
 # Notebook 04's model and adaptation; the cpu profile is the notebook's training, full its full profile
 # (twice the channels, three residual blocks in the decoder, four times the steps). class_steps: steps of
@@ -27,9 +18,9 @@ NOTEBOOK_TEST_STEPS = {"cpu": 6, "full": {1: 3, 5: 6}}
 # initial_rates: decoder.up's learned rates start at 1e-4, not inner_lr: a decoder layer's gradient of a
 # pixel-sum likelihood is hundreds of times the context's, and one rate for both either leaves c still or
 # makes the layer diverge.
-META_VAE_MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200, "joint_lr": 2e-3,
-         "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
-         "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
+META_VAE_MODEL = {"latent_dim": 16, "context_dim": 16, "width": 16, "blocks": 0, "joint_steps": 1200,
+                  "joint_lr": 2e-3, "class_steps": 0, "inner_steps": 3, "inner_lr": 0.5, "test_steps": 6,
+                  "adapt": ["context", "decoder.up"], "initial_rates": {"decoder.up": 1e-4}, "is_samples": 16}
 # Meta-training alternates K = 1 and K = 5 tasks (train_k_shots); validation and the command line's
 # evaluate use K = 5 (k_shot).
 META_VAE = {
@@ -44,8 +35,6 @@ META_VAE = {
                        "checkpoint_every": 200, "validate_every": 200}},
 }
 
-
-
 # inner_lr is large because a per-pixel mean squared error has small gradients: in a 40-step cpu run on the
 # glyphs, rate 0.5 barely adapted (query MSE 0.119 → 0.119) while 5.0 did (0.26 → 0.092).
 CONV_GENERATOR = {
@@ -58,8 +47,6 @@ CONV_GENERATOR = {
              "train": {"steps": 5000, "outer_lr": 1e-3, "warmup_steps": 200, "checkpoint_every": 250,
                        "validate_every": 250}},
 }
-
-
 
 # The models the command line trains, by name: each one's settings at each profile.
 BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from ..files import write_atomic, write_json
 from ..results import REPO, metrics_table
 
