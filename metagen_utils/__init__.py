@@ -2,11 +2,11 @@
 
     data/         images, OpenCV preprocessing, the embedded glyphs, folder loaders, K-shot episodes  → 01
     models.py     the linear meta-parameter network f_θ(x) = W_θ x + b_θ and the other small networks → 02–04
-    meta/         the inner loop (vmappable), MAML 1st/2nd order, Reptile, Meta-SGD                  → 02, 03
+    meta/         the one inner loop (any model, vmappable), MAML 1st/2nd order, Reptile, Meta-SGD → 02–04
     completion/   pixel completion: its tasks, baselines and learned update rules                     → 02, 03
     generation/   the conditional VAE, its meta-training, baselines, evaluation, fidelity classifier  → 04
     training/     the outer loop: schedule, checkpoints, exact resume, torchrun                       → 04, CLI
-    profiles.py   the cpu and full profiles of the command line's models and notebook 04's training  → 04, CLI
+    profiles.py   the cpu and full profiles: every size, step count and width that differs      → 02–04, CLI
     config.py     a notebook's parameters resolved: seeding, device                                   → all
     kernels.py    the CPU kernels the committed numbers were computed with, pinned by the kit         → kit
     stats.py      PSNR, confidence intervals, paired differences                                      → 02–04
@@ -27,35 +27,3 @@ Words used throughout (one word, one thing):
 * *profile* — ``cpu`` (the default, 2 cores) or ``full`` (:mod:`metagen_utils.profiles`).
 """
 __version__ = "0.1.0"
-
-import importlib
-import importlib.abc
-import importlib.util
-import sys
-
-# Earlier module names, kept importable because the committed notebooks (and their committed outputs,
-# which only a re-execution may change) still import them. Each resolves to the same module object at
-# its home above, imported only when asked for. New code imports the homes.
-MOVED = {"tasks": "data.episodes", "glyphs": "data.glyphs", "preprocess": "data.preprocess",
-         "folders": "data.folders", "curvature": "completion.update_rules", "evaluate": "stats",
-         "classifier": "generation.classifier", "fewshot": "generation.evaluation",
-         "meta_vae": "generation.meta_vae", "pretrained": "generation.pretrained", "train": "training.loop"}
-
-
-class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """``import metagen_utils.<earlier name>`` gives the module at its home (the same object)."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        package, _, name = fullname.rpartition(".")
-        if package == __name__ and name in MOVED:
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):
-        return importlib.import_module(f"{__name__}.{MOVED[spec.name.rpartition('.')[2]]}")
-
-    def exec_module(self, module):
-        pass    # already executed under its home name
-
-
-sys.meta_path.append(_MovedModules())

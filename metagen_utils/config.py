@@ -28,10 +28,6 @@ class DataConfig:
 
     source: str = "glyphs"
     image_size: int = 28
-    # Not read by anything: printed by describe() into the committed outputs, so they go when those are
-    # next regenerated.
-    samples_per_class: int = 20
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,4 +100,7 @@ def resolve(profile: str = "cpu", seed: int = 0, device: str = "auto", data: str
 
 def progress_disabled() -> bool:
     """Progress bars go quiet under CI (the ``CI`` environment variable) so logs and outputs stay stable."""
+    # Not tqdm's own TQDM_DISABLE: in a notebook, tqdm.auto gives tqdm.notebook, whose constructor sets
+    # disable=bool(kwargs.get("disable", False)) and so overrides the variable (tqdm 4.70); each bar
+    # passes disable= explicitly instead.
     return bool(os.environ.get("CI"))

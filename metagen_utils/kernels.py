@@ -10,13 +10,16 @@ import platform
 import shlex
 
 # The SIMD kernels the CPU libraries may use on x86-64. PyTorch's own kernels (ATen), oneDNN
-# (convolutions), MKL (torch's matrix products), OpenBLAS (NumPy's linear algebra) and NumPy's own loops
-# each pick the widest instructions the processor has, and AVX-512 kernels round differently from AVX2
-# ones: the same seed trained another classifier on an AVX-512 machine than on an AVX2 one, and every
-# number downstream moved. Held at AVX2 (what the committed outputs were computed with; any x86-64
-# processor of the last decade has it), both give the same numbers. NumPy's names are those of the
-# pinned NumPy (2.4: X86_V4 is the AVX-512 level).
-CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+# (convolutions), OpenBLAS (NumPy's linear algebra) and NumPy's own loops each pick the widest
+# instructions the processor has, and AVX-512 kernels round differently from AVX2 ones: the same seed
+# trained another classifier on an AVX-512 machine than on an AVX2 one, and every number downstream moved.
+# Held at AVX2 (any x86-64 processor of the last decade has it), both give the same numbers. MKL (torch's
+# matrix products and its sqrt, exp and log) also picks its code by the processor's maker: on an Intel and
+# an AMD processor, both at AVX2, it rounded matrix products and square roots differently, and notebooks
+# 03 and 04 moved. MKL_CBWR=COMPATIBLE runs one SSE2 code path on every x86-64 processor, whoever made it
+# (MKL's "conditional numerical reproducibility"); it costs notebook 03 about a quarter of its time.
+# NumPy's names are those of the pinned NumPy (2.4: X86_V4 is the AVX-512 level).
+CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
                "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
 
 

@@ -1,7 +1,7 @@
 """The two profiles, in one place: every difference between ``cpu`` (the default, sized for 2 cores) and
 ``full`` (full scale: a GPU if there is one, else a long CPU run).
 
-The command line and notebook 04's training read their sizes, steps and widths from here.
+The command line and the notebooks read their sizes, steps and widths from here.
 """
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ CONV_GENERATOR = {
              "train": {"steps": 5000, "outer_lr": 1e-3, "warmup_steps": 200, "checkpoint_every": 250,
                        "validate_every": 250}},
 }
+
+# Notebooks 02–04: the full profile runs this many times the cpu profile's training steps (and notebook 02
+# this many times its evaluation tasks).
+STEP_SCALE = {"cpu": 1, "full": 4}
+# Notebook 04's inner steps at test time, by profile: a number, or one per K. At the full profile, from one
+# image 6 steps over-fit its larger decoder layer (held-out likelihood falls behind the fine-tuned
+# baselines), so K = 1 takes 3.
+NOTEBOOK_04_TEST_STEPS = {"cpu": META_VAE["cpu"]["model_config"]["test_steps"], "full": {1: 3, 5: 6}}
 
 # The models the command line trains, by name: each one's settings at each profile.
 BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR}

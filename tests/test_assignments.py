@@ -25,9 +25,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from exercise_runner import first_exercise_cells, names_defined, names_used, run_first_exercise
 from metagen_utils.kit.assignments import (EXERCISES, AssignmentError, check_in_sync, exercise_problems, exercises,
-                                       first_exercise_cells, make_course, make_student_versions, names_defined,
-                                       names_used, run_first_exercise, student_version)
+                                       make_course, make_student_versions, student_version)
 from metagen_utils.kit.harness import NOTEBOOKS, notebook_paths
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's ClearSolutions.code_stub["python"]

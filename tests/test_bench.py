@@ -48,3 +48,15 @@ def test_the_gpu_benchmark_refuses_to_run_without_cuda(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # the same on a machine with a GPU
     assert bench_gpu.main([]) == 2
     assert "no CUDA device is available here" in capsys.readouterr().err
+
+
+def test_the_kernel_fingerprint_hashes_every_computation_the_same_way_twice(capsys):
+    from benchmarks import kernel_fingerprint
+
+    first, second = kernel_fingerprint.fingerprint(), kernel_fingerprint.fingerprint()
+    assert first == second
+    assert {"matmul torch.float32", "sqrt torch.float64", "conv2d grad x", "adam"} <= set(first)
+    assert all(len(digest) == 12 for digest in first.values())
+    kernel_fingerprint.main([])
+    printed = capsys.readouterr().out
+    assert f"{'adam':24s} {first['adam']}" in printed

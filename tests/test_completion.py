@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metagen_utils.completion import tasks as C
+from metagen_utils import completion as C
 from metagen_utils.data.images import ImageSet
 from metagen_utils.errors import ConfigError, DataError
 from metagen_utils.meta.maml import MetaConfig, inner_loop

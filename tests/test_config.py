@@ -35,7 +35,7 @@ def test_importing_the_library_leaves_every_kernel_setting_alone():
 def test_pinning_holds_the_cpu_kernels_at_avx2_before_torch_computes():
     seen = run_python(REPORT.replace("print(", PIN + "print(", 1))
     x86 = platform.machine().lower() in ("x86_64", "amd64")     # elsewhere these variables mean nothing
-    expected = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    expected = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
                 "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
     assert seen["env"] == (expected if x86 else dict.fromkeys(expected))
     # torch imported first, but nothing computed yet: the pin still takes (AVX2, or less on older CPUs)
@@ -54,7 +54,7 @@ def test_a_kernel_setting_the_caller_made_is_left_alone():
 def test_kernel_mismatch_names_the_variables_only_when_avx512_kernels_ran_despite_the_pin():
     problem = kernels.kernel_mismatch("AVX512", "avx2")
     assert "run at AVX512, not AVX2" in problem
-    assert ("ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 "
+    assert ("ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE "
             "OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES='X86_V4 AVX512_ICL AVX512_SPR'") in problem
     # no pin in force, or another one chosen on purpose, or no AVX-512 to escape to: nothing to say
     for capability, pinned in (("AVX2", "avx2"), ("DEFAULT", "avx2"), ("AVX512", "default"), ("AVX512", ""),

@@ -101,7 +101,7 @@ def test_text_file_in_class_folder_error_names_the_file(class_root):
 
 def test_truncated_image_in_class_folder_error_names_the_file(class_root):
     truncated_png(class_root / "b_square" / "cut.png")
-    with pytest.raises(DataError, match=r"b_square[/\\]cut\.png: truncated PNG"):
+    with pytest.raises(DataError, match=r"b_square[/\\]cut\.png: corrupt or truncated PNG"):
         load_class_folders(class_root)
 
 
@@ -113,7 +113,7 @@ def test_skip_bad_skips_warns_and_reports_the_bad_files(class_root):
         images = load_class_folders(class_root, skip_bad=True, report=report)
     assert images.class_counts().tolist() == [3, 2]
     assert [Path(s.path).name for s in report] == ["notes.txt", "cut.png"]
-    assert "truncated PNG" in report[1].reason
+    assert "corrupt or truncated PNG" in report[1].reason
     assert not any(f.endswith(("notes.txt", "cut.png")) for f in images.files)
 
 
@@ -208,7 +208,7 @@ def test_omniglot_skip_bad_reports_a_bad_drawing(omniglot_root):
     report: list[SkippedFile] = []
     with pytest.warns(UserWarning, match=r"bad\.png"):
         images = load_omniglot(omniglot_root, validation_alphabets=1, skip_bad=True, report=report)
-    assert report == [SkippedFile(str(bad), report[0].reason)] and "truncated PNG" in report[0].reason
+    assert report == [SkippedFile(str(bad), report[0].reason)] and "corrupt or truncated PNG" in report[0].reason
     assert images.class_counts().tolist() == [2] * 6
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from metagen_utils.generation import vae as gen
 from metagen_utils.errors import ConfigError, DataError
-from metagen_utils.meta.maml import MetaConfig, init_meta_params, inner_loop, meta_gradient, params_of
+from metagen_utils.meta.maml import MetaConfig, init_meta_params, inner_loop, inner_rates, meta_gradient, params_of
 from metagen_utils.models import LinearMetaNet
 from metagen_utils.data.episodes import EpisodeSampler
 
@@ -171,7 +171,7 @@ def test_vectorised_adaptation_matches_the_meta_inner_loop_task_by_task(glyph_se
     for task in range(3):
         reference = inner_loop(model, {n: t for n, t in params.items() if not n.startswith("inner_lr.")},
                                x[task], support[task], gen.mean_loss, steps=2, create_graph=False,
-                               lr=gen.inner_rates(params, cfg, names), adapt=cfg.adapt)
+                               lr=inner_rates(cfg, params, names), adapt=cfg.adapt)
         for name in names:
             torch.testing.assert_close(adapted[name][task], reference[name].detach(), msg=name)
 

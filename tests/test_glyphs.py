@@ -1,3 +1,4 @@
+"""Tests of metagen_utils.data.glyphs: the embedded glyph set built, cached and checked against its manifest."""
 import json
 
 import numpy as np

@@ -104,11 +104,12 @@ def test_the_package_docstring_maps_every_subpackage():
             assert f"{path.name}/" in listed, path.name
 
 
-def test_earlier_module_names_resolve_to_the_same_modules_at_their_homes():
-    import importlib
+def test_notebooks_read_every_profile_difference_from_profiles_py():
+    import json
+    import re
 
-    for old, home in metagen_utils.MOVED.items():
-        assert importlib.import_module(f"metagen_utils.{old}") is importlib.import_module(f"metagen_utils.{home}")
-    from metagen_utils.folders import load_folder
-    from metagen_utils.data.folders import load_folder as at_home
-    assert load_folder is at_home
+    sized_by_name = re.compile(r"if PROFILE == [\"'](?:cpu|full)[\"'] else")   # e.g. `4 if PROFILE == "full" else 1`
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert not sized_by_name.search("".join(cell["source"])), f"{path.name}: use metagen_utils.profiles"

@@ -392,3 +392,65 @@ def test_ragged_tasks_given_as_lists_are_a_data_error_saying_what_is_expected():
     with pytest.raises(DataError, match=r"support_x is a list, expected a tensor \[tasks, examples"):
         meta_loss(module, init_meta_params(module, cfg), (list(support_x), support_y, query_x, query_y), cfg,
                   F.mse_loss)
+
+
+class TwoInputs(nn.Module):
+    """A forward that takes two arguments, as a conditional model does: y = W x + U c + b."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x, self.c = nn.Linear(3, 1), nn.Linear(2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.x(x) + self.c(c)
+
+
+def test_inner_loop_takes_a_model_s_several_call_arguments_as_a_tuple_and_runs_under_vmap():
+    torch.manual_seed(0)
+    module = TwoInputs()
+    x, c, y = torch.randn(4, 5, 3), torch.randn(4, 5, 2), torch.randn(4, 5, 1)
+    def one(xi, ci, yi):
+        return inner_loop(module, params_of(module), (xi, ci), yi, F.mse_loss, steps=2, lr=0.3)
+    batched = torch.func.vmap(one)(x, c, y)
+    for task in range(4):
+        single = inner_loop(module, params_of(module), (x[task], c[task]), y[task], F.mse_loss, steps=2, lr=0.3)
+        for name, value in single.items():
+            torch.testing.assert_close(batched[name][task], value, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(single["c.weight"], module.c.weight)     # the second argument's weights adapted
+
+
+def test_inner_loop_with_adam_takes_torch_optim_adam_s_steps_and_fresh_inputs_each_step():
+    torch.manual_seed(0)
+    module = linear_net()       # float64, on 2-d coordinates
+    start = {n: t.detach().clone() for n, t in params_of(module).items()}
+    xs, y = torch.randn(4, 6, 2, dtype=F64), torch.randn(6, 1, dtype=F64)
+    adapted = inner_loop(module, start, lambda step: xs[step], y, F.mse_loss, steps=4, lr=0.05, optimizer="adam")
+    reference = {n: t.clone().requires_grad_() for n, t in start.items()}
+    optimizer = torch.optim.Adam(reference.values(), lr=0.05)
+    for step in range(4):
+        optimizer.zero_grad()
+        F.mse_loss(torch.func.functional_call(module, reference, (xs[step],)), y).backward()
+        optimizer.step()
+    for name in start:
+        assert not torch.equal(adapted[name], start[name])
+        torch.testing.assert_close(adapted[name], reference[name].detach(), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ConfigError, match=r"optimizer='rmsprop' is not valid; expected 'sgd' or 'adam'"):
+        inner_loop(module, start, xs[0], y, F.mse_loss, optimizer="rmsprop")
+
+
+def test_meta_gradient_takes_several_call_arguments_per_task_alike_vmapped_and_looped():
+    torch.manual_seed(0)
+    module = TwoInputs().double()
+    def inputs(examples):
+        return (torch.randn(3, examples, 3, dtype=F64), torch.randn(3, examples, 2, dtype=F64))
+    batch = TaskBatch(inputs(4), torch.randn(3, 4, 1, dtype=F64), inputs(5), torch.randn(3, 5, 1, dtype=F64))
+    cfg = MetaConfig(inner_steps=2, inner_lr=0.1)
+    loss_v, grads_v = meta_gradient(module, params_of(module), batch, cfg, F.mse_loss, vectorised=True)
+    loss_l, grads_l = meta_gradient(module, params_of(module), batch, cfg, F.mse_loss, vectorised=False)
+    torch.testing.assert_close(loss_v, loss_l, rtol=1e-12, atol=0)
+    for name in grads_l:
+        torch.testing.assert_close(grads_v[name], grads_l[name], rtol=1e-10, atol=1e-12)
+    assert grads_l["c.weight"].abs().sum() > 0
+    ragged = batch._replace(support_x=(batch.support_x[0], batch.support_x[1][:, :3]))
+    with pytest.raises(DataError, match=r"the tensors of support_x differ in \[tasks, examples\]"):
+        meta_gradient(module, params_of(module), ragged, cfg, F.mse_loss)

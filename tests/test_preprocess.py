@@ -118,27 +118,22 @@ def test_zero_byte_file_error_names_the_file(tmp_path):
         load_image(tmp_path / "empty.png")
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.99])
-def test_truncated_png_error_names_the_file(tmp_path, keep):
-    data = encoded(".png", noise(20, 20))
-    (tmp_path / "cut.png").write_bytes(data[:int(len(data) * keep)])
-    with pytest.raises(DataError, match=r"cut\.png: truncated PNG file .*no IEND chunk"):
-        load_image(tmp_path / "cut.png")
-
-
-@pytest.mark.parametrize("keep", [0.5, 0.99])
-def test_truncated_jpeg_error_names_the_file(tmp_path, keep):
-    data = encoded(".jpg", noise(40, 40))
-    (tmp_path / "cut.jpg").write_bytes(data[:int(len(data) * keep)])
-    with pytest.raises(DataError, match=r"cut\.jpg: truncated JPEG file .*FF D9"):
-        load_image(tmp_path / "cut.jpg")
+@pytest.mark.parametrize("ext, kind", [(".png", "PNG"), (".jpg", "JPEG")])
+def test_a_file_cut_short_at_any_byte_is_refused_with_its_name(tmp_path, ext, kind):
+    # OpenCV alone refuses every cut (no end-marker parser of the kit's): checked at every length
+    data = encoded(ext, noise(20, 20))
+    for keep in range(1, len(data)):
+        assert cv2.imdecode(np.frombuffer(data[:keep], np.uint8), cv2.IMREAD_UNCHANGED) is None, keep
+    (tmp_path / f"cut{ext}").write_bytes(data[:int(len(data) * 0.99)])
+    with pytest.raises(DataError, match=rf"cut\{ext}: corrupt or truncated {kind} file \(\d+ bytes\)"):
+        load_image(tmp_path / f"cut{ext}")
 
 
 def test_corrupt_png_data_error_names_the_file(tmp_path):
     data = bytearray(encoded(".png", noise(20, 20, 1)))
     data[data.find(b"IDAT") + 20] ^= 0xFF  # damaged pixels, file length intact
     (tmp_path / "bad.png").write_bytes(bytes(data))
-    with pytest.raises(DataError, match=r"bad\.png: corrupt PNG file"):
+    with pytest.raises(DataError, match=r"bad\.png: corrupt or truncated PNG file"):
         load_image(tmp_path / "bad.png")
 
 

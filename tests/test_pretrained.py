@@ -1,4 +1,4 @@
-"""Tests of metagen_utils.pretrained: notebook 04's weights saved, verified, compared and installed, and
+"""Tests of metagen_utils.generation.pretrained: notebook 04's weights saved, verified, compared and installed, and
 the committed full-profile weights themselves."""
 import json
 
@@ -107,3 +107,22 @@ def test_notebook_04_re_scores_the_committed_weights_to_the_fidelity_their_run_r
     for k in (1, 5):
         assert committed["metrics"][f"k{k}_full_weights_fidelity"] == pytest.approx(
             weights.metrics[f"k{k}_adapted_fidelity"], abs=1e-6)
+
+
+def full_profile_rows(m: dict) -> list[str]:
+    """README's table of the full profile, as the committed weights' run measured it (``m``: its metrics)."""
+    def diff(k: int, name: str, decimals: int) -> str:
+        value, half = m[f"k{k}_{name}_adapted_minus_best_baseline"], m[f"k{k}_{name}_ci"]
+        return f"{value:+.{decimals}f} ± {half:.{decimals}f}".replace("-", "−")
+    real = f"{m['k1_real_support_fidelity']:.2f} / {m['k5_real_support_fidelity']:.2f}"
+    return [f"| fidelity, adapted (chance 0.20; real support {real}) | {m['k1_adapted_fidelity']:.3f} | "
+            f"{m['k5_adapted_fidelity']:.3f} |",
+            f"| − support-fitted Gaussian | {diff(1, 'fidelity', 3)} | {diff(5, 'fidelity', 3)} |",
+            f"| IS-NLL − best baseline (nats / image) | {diff(1, 'nll', 2)} | {diff(5, 'nll', 2)} |",
+            f"| Fréchet distance − best baseline (bootstrap) | {diff(1, 'frechet', 1)} | {diff(5, 'frechet', 1)} |"]
+
+
+def test_readme_s_full_profile_table_is_what_the_committed_weights_run_measured():
+    readme = (pretrained.REPO / "README.md").read_text()
+    for row in full_profile_rows(pretrained.load().metrics):
+        assert row in readme, f"README.md lacks the row {row!r}"

@@ -7,24 +7,17 @@ output the pixel's gray value; it is linear in θ = (W, b), so k steps of gradie
 support MSE have a closed form, which :func:`gd_closed_form` computes and the tests hold the library's
 :func:`metagen_utils.meta.inner_loop` to.
 
-Methods compared (all score the same tasks, so differences are paired):
-
-* k-step gradient descent from an initialisation θ₀: zero, the least-squares fit of the mean
-  background image (:func:`fit_image`), or the MAML-learned θ₀ (:func:`train_maml`);
-* two estimates that condition a Gaussian model of images on the observed pixels,
-  E[x_u | x_o] = μ_u + Σ_uo (Σ_oo + δI)⁻¹ (x_o − μ_o) (:func:`conditional_mean`): with μ, Σ the mean
-  and covariance of background images (:func:`fit_gaussian`), and ridge regression on the observed
-  pixels, which is the same formula with μ = X̃θ_prior and the Fourier kernel Σ = X̃X̃ᵀ
-  (:func:`ridge_prior`).
+Here: the tasks, the model, its closed forms, k-step gradient descent from an initialisation θ₀ (zero,
+the least-squares fit of the mean background image, :func:`fit_image`, or the MAML-learned θ₀,
+:func:`train_maml`). The Gaussian baselines are in :mod:`.gaussian`, the scoring in :mod:`.scoring`.
 
 Shapes: D = height·width pixels, F Fourier features, X̃ = [features, 1] ``[D, F + 1]``, θ a vector
 ``[F + 1]`` (weights, then bias).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,7 +28,6 @@ from tqdm.auto import tqdm
 from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
-from ..stats import format_ci, mean_ci, paired_difference, psnr
 from ..meta.maml import MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_step
 from ..models import FourierFeatures, LinearMetaNet
 
@@ -262,138 +254,3 @@ def train_maml(features: Tensor, images: ImageSet, cfg: MetaConfig, steps: int =
                                  F.mse_loss, vectorised=True)
         schedule.step()
     return as_vector(meta_params).to(features.dtype), losses
-
-
-@dataclass(frozen=True)
-class GaussianPrior:
-    """Pixels ~ N(mean, cov) and observations x_o = pixels_o + N(0, noise·I). mean: ``[D]``; cov: ``[D, D]``."""
-
-    mean: Tensor
-    cov: Tensor
-    noise: float = 1e-4
-
-    def with_noise(self, noise: float) -> "GaussianPrior":
-        return GaussianPrior(self.mean, self.cov, noise)
-
-
-def fit_gaussian(images: ImageSet, noise: float = 1e-4, dtype: torch.dtype = DTYPE) -> GaussianPrior:
-    """The mean ``[D]`` and covariance ``[D, D]`` (ddof = 1) of a gray ImageSet's pixels."""
-    pixels = torch.as_tensor(images.images.reshape(len(images.images), -1), dtype=dtype)
-    if len(pixels) < 2:
-        raise DataError(f"{images.name}: a covariance needs at least 2 images; found {len(pixels)}")
-    mean = pixels.mean(0)
-    centred = pixels - mean
-    return GaussianPrior(mean, centred.T @ centred / (len(pixels) - 1), noise)
-
-
-def ridge_prior(features: Tensor, theta_prior: Tensor, ridge: float) -> GaussianPrior:
-    """Ridge regression on the observed pixels, min ‖X̃_o θ − x_o‖² + ridge·‖θ − θ_prior‖², as a Gaussian
-    prior: its completion X̃θ̂ equals the conditional mean with mean X̃θ_prior, cov X̃X̃ᵀ, noise ridge."""
-    design = with_bias(features)
-    return GaussianPrior(design @ theta_prior.to(design.device, design.dtype), design @ design.T, ridge)
-
-
-def feature_space_prior(features: Tensor, images: ImageSet, max_images: int = 6000, ridge: float = 1e-4,
-                        seed: int = 0) -> GaussianPrior:
-    """The Gaussian model of images restricted to what the linear network can draw.
-
-    θ is fitted to each of (up to) ``max_images`` images; with their mean μ_θ and covariance Σ_θ and the
-    mean squared fitting residual s², pixels ~ N(X̃μ_θ, X̃Σ_θX̃ᵀ + s²I). Its conditional mean is the best
-    completion linear in the observed pixels that this feature set can express, a bound for any update
-    rule of the network, where :func:`fit_gaussian`'s is the bound for any linear completion at all.
-    """
-    pixels = torch.as_tensor(images.images.reshape(len(images.images), -1), dtype=features.dtype)
-    pick = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:max_images]
-    design = with_bias(features)
-    gram = design.T @ design + ridge * torch.eye(design.shape[1], dtype=design.dtype, device=design.device)
-    thetas = torch.cholesky_solve(design.T @ pixels[pick].T.to(design.device), torch.linalg.cholesky(gram)).T
-    residual = ((thetas @ design.T - pixels[pick].to(design.device)) ** 2).mean().item()
-    cov = design @ torch.cov(thetas.T) @ design.T
-    return GaussianPrior(design @ thetas.mean(0), cov + residual * torch.eye(len(cov), dtype=cov.dtype,
-                                                                            device=cov.device))
-
-
-def conditional_mean(prior: GaussianPrior, tasks: CompletionTasks, chunk: int = 25, progress: bool = False,
-                     desc: str = "conditional mean") -> Tensor:
-    """E[x | x_o] for every task: μ + Σ_{:,o} (Σ_oo + δI)⁻¹ (x_o − μ_o), ``[tasks, D]``.
-
-    One Cholesky factorisation per task, ``chunk`` tasks at a time (cholesky + cholesky_solve batch
-    safely; a batched ``torch.linalg.solve`` does not on every MKL build).
-    """
-    like = dict(dtype=tasks.pixels.dtype, device=tasks.pixels.device)
-    mean, cov = prior.mean.to(**like), prior.cov.to(**like)
-    out = torch.empty_like(tasks.pixels)
-    eye = torch.eye(tasks.observed.shape[1], dtype=cov.dtype, device=cov.device)
-    for start in _bar(range(0, len(tasks), chunk), progress, desc):
-        o = tasks.observed[start:start + chunk]                              # [c, n]
-        factor = torch.linalg.cholesky(cov[o[:, :, None], o[:, None, :]] + prior.noise * eye)
-        residual = tasks.pixels[start:start + chunk].gather(1, o) - mean[o]  # [c, n]
-        weights = torch.cholesky_solve(residual[..., None], factor)          # [c, n, 1]
-        out[start:start + chunk] = mean + (cov.T[o].transpose(1, 2) @ weights)[..., 0]
-    return out
-
-
-def psnr_unobserved(predictions: Tensor, tasks: CompletionTasks) -> np.ndarray:
-    """PSNR (dB) of each task's unobserved pixels. predictions: ``[..., tasks, D]`` → ``[..., tasks]``."""
-    lead = predictions.shape[:-2]
-    flat = predictions.reshape(-1, *predictions.shape[-2:])
-    mask = ~tasks.observed_mask()
-    return np.stack([psnr(p, tasks.pixels, mask) for p in flat]).reshape(*lead, len(tasks))
-
-
-def choose(grid: Sequence[float], score: Callable[[float], float]) -> tuple[float, dict[float, float]]:
-    """The value of ``grid`` with the highest ``score`` (e.g. mean validation PSNR), and every score.
-    A non-finite score (a diverging step size) never wins."""
-    scores = {value: float(score(value)) for value in grid}
-    finite = {v: s for v, s in scores.items() if np.isfinite(s)}
-    if not finite:
-        raise ConfigError(f"choose: every value of {list(grid)} scored non-finite {scores}")
-    return max(finite, key=finite.get), scores
-
-
-class Evaluation(NamedTuple):
-    """psnr: method → ``[len(ks), tasks]`` for gradient-descent methods, ``[tasks]`` for the conditional
-    means; predictions: the completions, same keys, ``[len(ks), tasks, D]`` or ``[tasks, D]``."""
-
-    psnr: dict[str, np.ndarray]
-    predictions: dict[str, Tensor]
-    ks: tuple[int, ...]
-
-
-def evaluate_methods(features: Tensor, tasks: CompletionTasks, inits: dict[str, Tensor],
-                     lrs: dict[str, float], priors: dict[str, GaussianPrior] | None = None,
-                     ks: Sequence[int] = KS, progress: bool = True) -> Evaluation:
-    """Every method on the same tasks: k-step GD from each θ₀ in ``inits`` (rate ``lrs[name]``), and the
-    conditional mean of each prior in ``priors``. Returns PSNR on the unobserved pixels, per task."""
-    missing = sorted(set(inits) - set(lrs))
-    if missing:
-        raise ConfigError(f"evaluate_methods: no step size in lrs for {missing}; lrs has {sorted(lrs)}")
-    predictions: dict[str, Tensor] = {}
-    for name, theta0 in inits.items():
-        predictions[name] = complete_by_gd(features, tasks, theta0, lrs[name], ks, progress, desc=name)
-    for name, prior in (priors or {}).items():
-        predictions[name] = conditional_mean(prior, tasks, progress=progress, desc=name)
-    return Evaluation({n: psnr_unobserved(p, tasks) for n, p in predictions.items()}, predictions, tuple(ks))
-
-
-def psnr_table(evaluation: Evaluation, baseline: str | None = None, decimals: int = 2) -> str:
-    """Mean ± 95 % CI of PSNR per method (rows) and k (columns); with ``baseline``, also every GD method's
-    paired difference to it on the same tasks, with one more decimal since it is far more precise. A method
-    without k (a conditional mean) is marked * and shows its one value in every column."""
-    ks = evaluation.ks
-    width = max(len(n) for n in evaluation.psnr) + len(baseline or "") + 4
-    lines = [f"{'PSNR (dB)':<{width}}" + "".join(f"{'k = ' + str(k):>16}" for k in ks)]
-    for name, scores in evaluation.psnr.items():
-        rows = scores if scores.ndim == 2 else [scores] * len(ks)
-        label = name if scores.ndim == 2 else name + " *"
-        cells = [format_ci(mean_ci(r), decimals=decimals) for r in rows]
-        lines.append(f"{label:<{width}}" + "".join(f"{c:>16}" for c in cells))
-    if baseline is not None:
-        for name, scores in evaluation.psnr.items():
-            if name != baseline and scores.ndim == 2:
-                cells = [format_ci(paired_difference(a, b), decimals=decimals + 1)
-                         for a, b in zip(scores, evaluation.psnr[baseline])]
-                lines.append(f"{name + ' − ' + baseline:<{width}}" + "".join(f"{c:>16}" for c in cells))
-    if any(scores.ndim == 1 for scores in evaluation.psnr.values()):
-        lines.append("* no gradient steps: the conditional mean given the observed pixels, the same at every k")
-    return "\n".join(lines)

@@ -11,6 +11,9 @@ change, and an elastic warp at two scales. All randomness comes from a generator
 
 Built arrays are cached under ``data/glyphs/`` and checked against ``data/glyphs_manifest.json``: a
 mismatch is an error, never a warning, because every number in the notebooks rests on these arrays.
+
+One module of about 400 lines: rendering, distortions, the cache and its manifest check must agree on
+the one ``GlyphSpec`` that names a glyph set, byte for byte.
 """
 from __future__ import annotations
 

@@ -50,53 +50,6 @@ def _require_hwc(img: object, where: str) -> np.ndarray:
     return img
 
 
-def _png_is_complete(data: bytes) -> bool:
-    """Walk the PNG chunks (length, type, data, CRC) until IEND; a cut-short file never reaches it."""
-    pos = 8
-    while pos + 12 <= len(data):
-        if data[pos + 4:pos + 8] == b"IEND":
-            return True
-        pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
-    return False
-
-
-def _jpeg_is_complete(data: bytes) -> bool:
-    """Walk the JPEG markers until EOI (``FF D9``).
-
-    Only looking at the last two bytes would reject valid files with data appended after EOI (phone
-    "motion photos"), and searching for ``FF D9`` anywhere would accept a file cut after its EXIF
-    thumbnail, so follow the marker segments; inside entropy-coded data a real marker is ``FF`` followed
-    by anything but ``00`` (byte stuffing), ``D0``–``D7`` (restart markers) or ``FF`` (fill).
-    """
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return False
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker == 0xD9:
-            return True
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stand-alone markers have no length field
-            pos += 2
-            continue
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xDA:  # start of scan: skip the compressed data up to the next real marker
-            while True:
-                pos = data.find(b"\xff", pos)
-                if pos < 0 or pos + 1 >= n:
-                    return False
-                following = data[pos + 1]
-                if following == 0x00 or 0xD0 <= following <= 0xD7:
-                    pos += 2
-                elif following == 0xFF:
-                    pos += 1
-                else:
-                    break
-    return data[pos:pos + 2] == b"\xff\xd9"
-
-
 def _read_and_decode(path: Path) -> np.ndarray:
     """The file's pixels as OpenCV decodes them (BGR order, native dtype), or DataError naming the file."""
     if not path.exists():
@@ -109,20 +62,24 @@ def _read_and_decode(path: Path) -> np.ndarray:
     kind = next((k for sig, k in _SIGNATURES.items() if data.startswith(sig)), None)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind = "WebP"
-    # OpenCV's answer to a truncated file depends on the version and on imread vs imdecode (a cut JPEG
-    # may come back half grey with only a warning on stderr), so check the end-of-image marker ourselves.
-    if (kind == "PNG" and not _png_is_complete(data)) or (kind == "JPEG" and not _jpeg_is_complete(data)):
-        end = "IEND chunk" if kind == "PNG" else "end-of-image marker FF D9"
-        raise DataError(f"{path}: truncated {kind} file ({len(data)} bytes, no {end}); the file was cut "
-                        "short, re-download or re-export it")
     # imdecode on the bytes read above is cv2.imread(str(path), cv2.IMREAD_UNCHANGED) without reading the
     # file twice, and it also works for non-ASCII paths on Windows, where cv2.imread fails.
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # A file OpenCV cannot decode gets a DataError below that names it; OpenCV's own warning on stderr
+    # ("PNG input buffer is incomplete") would only repeat it, so its log is held at errors meanwhile.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if pixels is None:
         if kind is None:
             raise DataError(f"{path}: not an image; its first bytes {data[:8]!r} match no format OpenCV "
                             "reads (PNG, JPEG, BMP, TIFF, WebP, …)")
-        raise DataError(f"{path}: corrupt {kind} file; OpenCV could not decode it")
+        # The pinned OpenCV refuses a file cut short at any byte (tests/test_preprocess.py checks every cut
+        # of a PNG and a JPEG), so no end-marker parser of our own is needed to catch truncation.
+        raise DataError(f"{path}: corrupt or truncated {kind} file ({len(data)} bytes); OpenCV could not "
+                        "decode it. Re-download or re-export it")
     return pixels
 
 

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import grad, vmap
+from torch.func import vmap
 
 from .classifier import diversity, features, fidelity_from_features, frechet_distance
 from ..data.images import ImageSet
-from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, pack, per_task,
+from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, mean_loss, pack, per_task,
                          query_scores, sample)
 from ..errors import ConfigError
-from ..meta.maml import MetaConfig
+from ..meta.maml import MetaConfig, inner_loop
 from ..data.episodes import EpisodeSampler
 
 
@@ -71,18 +71,10 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
                         generator=generator).to(support.device)
     x = pack(support[:, None].expand(-1, steps, -1, -1, -1, -1), noise)          # [T, steps, K, 784 + L]
 
-    def one_task(xs: Tensor) -> Params:
-        def loss(fast: Params, xi: Tensor) -> Tensor:
-            return call(model, {**shared, **fast}, xi).mean()
-        fast = start
-        m, v = ({n: torch.zeros_like(t) for n, t in start.items()} for _ in range(2))
-        for t in range(1, steps + 1):
-            g = grad(loss)(fast, xs[t - 1])
-            m = {n: 0.9 * m[n] + 0.1 * g[n] for n in names}
-            v = {n: 0.999 * v[n] + 0.001 * g[n] ** 2 for n in names}
-            fast = {n: fast[n] - lr * (m[n] / (1 - 0.9 ** t)) / ((v[n] / (1 - 0.999 ** t)).sqrt() + 1e-8)
-                    for n in names}
-        return fast
+    def one_task(xs: Tensor) -> Params:     # xs: [steps, K, 784 + L], fresh noise at every step
+        tuned = inner_loop(model, {**shared, **start}, lambda step: xs[step], None, mean_loss, steps, lr,
+                           adapt=names, optimizer="adam")
+        return {n: tuned[n] for n in names}
     with torch.no_grad():
         parts = [vmap(one_task)(x[i:i + chunk]) for i in range(0, len(x), chunk)]
     return {n: torch.cat([p[n] for p in parts]) for n in names}
@@ -135,14 +127,14 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
                for n in (steps_at[k], 4 * steps_at[k])},
         }
         results[k] = {}
-        for name, (params, task_params) in methods.items():
-            nelbo, nll = query_scores(model, params, task_params, query[:, :nll_images], is_samples, rng(2))
-            generated = sample(model, params, task_params, n_samples, rng(1), tasks=tasks)
+        for name, (params, adapted_params) in methods.items():
+            nelbo, nll = query_scores(model, params, adapted_params, query[:, :nll_images], is_samples, rng(2))
+            generated = sample(model, params, adapted_params, n_samples, rng(1), tasks=tasks)
             results[k][name] = {**_quality(generated.cpu(), query_feats, classifier, n_way),
                                 "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy(),
                                 "temperatures": {}}
             for tau in temperatures:   # the same noise as at τ = 1 (rng(1) afresh), scaled
-                cooler = sample(model, params, task_params, n_samples, rng(1), tasks=tasks, temperature=tau).cpu()
+                cooler = sample(model, params, adapted_params, n_samples, rng(1), tasks=tasks, temperature=tau).cpu()
                 fidelity, diverse = _fidelity_and_diversity(features(classifier, cooler), query_feats, cooler, n_way)
                 results[k][name]["temperatures"][tau] = {"fidelity": fidelity, "diversity": diverse}
         nothing = torch.full((tasks,), math.nan).numpy()
@@ -232,20 +224,20 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
                   "class_scatter": rms(held_sd)}
 
 
-def decode_latents(model: ConditionalVAE, params: Params, task_params: Params, latents: Tensor) -> Tensor:
+def decode_latents(model: ConditionalVAE, params: Params, adapted_params: Params, latents: Tensor) -> Tensor:
     """Bernoulli means ``[T, n, 1, 28, 28]`` of given latents ``[T, n, latent_dim]``, each task's decoded by
     its own (adapted) decoder and c: ``"decode"`` mode with the prior swapped for N(0, I), so z = ε."""
     standard = {n: torch.zeros(len(latents), *params[n].shape, device=latents.device)
                 for n in ("prior.weight", "prior.bias")}
     with torch.no_grad():
-        return per_task(model, params, {**task_params, **standard}, latents, "decode")
+        return per_task(model, params, {**adapted_params, **standard}, latents, "decode")
 
 
-def _task_prior(model: ConditionalVAE, params: Params, task_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
+def _task_prior(model: ConditionalVAE, params: Params, adapted_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
     """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: the model's ``"prior"`` with
     the task's adapted tensors where it has them."""
     with torch.no_grad():
-        prior = per_task(model, params, task_params, torch.zeros(tasks, device=model.context.device), "prior")
+        prior = per_task(model, params, adapted_params, torch.zeros(tasks, device=model.context.device), "prior")
     return prior.chunk(2, dim=-1)
 
 

@@ -82,8 +82,8 @@ def meta_model(module: gen.ConditionalVAE, settings: Mapping, seed: int, device:
         support, query = episode.support.to(device), episode.query.to(device)
         adapted = gen.adapt(module, dict(meta), support, cfg, generator(0), steps=settings["test_steps"])
         out = {}
-        for when, task_params in (("before", {}), ("after", adapted)):
-            nelbo, nll = gen.query_scores(module, dict(meta), task_params, query, settings["is_samples"],
+        for when, adapted_params in (("before", {}), ("after", adapted)):
+            nelbo, nll = gen.query_scores(module, dict(meta), adapted_params, query, settings["is_samples"],
                                           generator(2))
             out[f"nelbo_{when}"], out[f"nll_{when}"] = nelbo.mean(1).cpu(), nll.mean(1).cpu()
         return out

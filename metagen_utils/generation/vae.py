@@ -26,6 +26,10 @@ beside the images (:func:`pack`), so a task's loss is a pure function of its ten
 Likelihood: Bernoulli on [0, 1] pixels summed over the 28×28 image, in nats per image (the form of the
 conditional-NLL table in Generative Matching Networks, Bartunov & Vetrov, 2018). Grey pixels make it a
 cross-entropy rather than a normalised density: compare these numbers with each other only.
+
+One module of about 400 lines: the model, its adaptation and sampling and its joint training all read
+the same packing of images and noise and the same parameter names; split, each part would import the
+others' internals.
 """
 from __future__ import annotations
 
@@ -35,11 +39,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
-from ..meta.maml import LR_PREFIX, MetaConfig, Params, TaskBatch, select_adapted
+from ..meta.maml import LR_PREFIX, MetaConfig, Params, TaskBatch, inner_loop, inner_rates, select_adapted
 from ..models import LinearMetaNet
 from ..data.episodes import EpisodeSampler
 
@@ -224,68 +228,51 @@ def call(model: ConditionalVAE, params: Params, x: Tensor, mode: str = "nelbo") 
                            (x,), {"mode": mode})
 
 
-def per_task(model: ConditionalVAE, params: Params, task_params: Params, x: Tensor, mode: str,
+def per_task(model: ConditionalVAE, params: Params, adapted_params: Params, x: Tensor, mode: str,
              chunk: int = 16) -> Tensor:
-    """:func:`call` for every task: ``task_params`` ``{name: [T, *shape]}`` override ``params`` per task,
+    """:func:`call` for every task: ``adapted_params`` ``{name: [T, *shape]}`` override ``params`` per task,
     x: ``[T, ...]``. Tasks run vmapped, ``chunk`` at a time to bound memory."""
-    def one(override: Params, xi: Tensor) -> Tensor:
-        return call(model, {**params, **override}, xi, mode)
-    outs = [vmap(one)({n: t[i:i + chunk] for n, t in task_params.items()}, x[i:i + chunk])
+    def one(adapted: Params, xi: Tensor) -> Tensor:
+        return call(model, {**params, **adapted}, xi, mode)
+    outs = [vmap(one)({n: t[i:i + chunk] for n, t in adapted_params.items()}, x[i:i + chunk])
             for i in range(0, len(x), chunk)]
     return torch.cat(outs)
-
-
-def inner_rates(params: Params, cfg: MetaConfig, names: Sequence[str]) -> list[float | dict[str, Tensor]]:
-    """The inner-loop rate of each step, in the form ``meta.inner_loop(lr=...)`` takes: ``cfg.inner_lr``,
-    or the learned ``"inner_lr.<name>"`` entries of ``params`` (per step where ``cfg.per_step_lr``)."""
-    if not cfg.learns_inner_lr:
-        return [cfg.inner_lr] * cfg.inner_steps
-    rates = {n: params[LR_PREFIX + n] for n in names}
-    return [{n: r[step] if cfg.per_step_lr else r for n, r in rates.items()} for step in range(cfg.inner_steps)]
 
 
 def adapt(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig,
           generator: torch.Generator, samples: int = 1, steps: int | None = None) -> Params:
     """Adapt the ``cfg.adapt`` parameters to each task: ``steps`` (default ``cfg.inner_steps``) gradient
-    steps on the support −ELBO with ``params``' learned rates. support: ``[T, K, 1, 28, 28]``.
-    Returns ``{name: [T, *shape]}`` (detached), to pass to :func:`per_task` / :func:`sample`."""
-    names = select_adapted([n for n in params if not n.startswith(LR_PREFIX)], cfg.adapt)
-    params = {n: t.detach() for n, t in params.items()}
-    rates = inner_rates(params, cfg, names)
-    steps = cfg.inner_steps if steps is None else steps
-    if steps != cfg.inner_steps and cfg.per_step_lr:
-        raise ConfigError(f"adapt: steps={steps} but the rates were learned per step for {cfg.inner_steps}")
+    steps of :func:`metagen_utils.meta.inner_loop` on the support −ELBO with ``params``' learned rates.
+    support: ``[T, K, 1, 28, 28]``. Returns ``{name: [T, *shape]}`` (detached), to pass to
+    :func:`per_task` / :func:`sample`."""
+    model_params = {n: t.detach() for n, t in params.items() if not n.startswith(LR_PREFIX)}
+    names = select_adapted(list(model_params), cfg.adapt)
+    rates = inner_rates(cfg, {n: t.detach() for n, t in params.items()}, names, steps)
     noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator)
     x = pack(support, noise.to(support.device))
-    shared = {n: t for n, t in params.items() if n not in names}
 
     def one_task(xi: Tensor) -> Params:
-        def loss(fast: Params) -> Tensor:
-            return call(model, {**shared, **fast}, xi).mean()
-        fast = {n: params[n] for n in names}
-        for step in range(steps):
-            rate, grads = rates[min(step, len(rates) - 1)], grad(loss)(fast)
-            fast = {n: fast[n] - (rate[n] if isinstance(rate, dict) else rate) * grads[n] for n in names}
-        return fast
+        adapted = inner_loop(model, model_params, xi, None, mean_loss, len(rates), rates, adapt=cfg.adapt)
+        return {n: adapted[n] for n in names}
     with torch.no_grad():       # torch.func.grad ignores an enclosing no_grad; nothing else keeps a graph
         return vmap(one_task)(x)
 
 
-def sample(model: ConditionalVAE, params: Params, task_params: Params, n_samples: int,
+def sample(model: ConditionalVAE, params: Params, adapted_params: Params, n_samples: int,
            generator: torch.Generator, tasks: int | None = None, temperature: float = 1.0) -> Tensor:
     """``n_samples`` images per task from z ~ p(z | c) → Bernoulli means: ``[T, n_samples, 1, 28, 28]``.
-    T is the tasks of ``task_params``, or ``tasks`` when it is empty (a model shared by every task).
+    T is the tasks of ``adapted_params``, or ``tasks`` when it is empty (a model shared by every task).
     ``temperature`` τ scales the prior's standard deviation (z = m + τ e^{s/2} ε): τ < 1 trades diversity
     for samples nearer the class's typical image; τ = 1 samples the model as trained."""
-    count = next(iter(task_params.values())).shape[0] if task_params else tasks
+    count = next(iter(adapted_params.values())).shape[0] if adapted_params else tasks
     if count is None:
-        raise ConfigError("sample: task_params is empty, so pass tasks= to say how many tasks to sample for")
+        raise ConfigError("sample: adapted_params is empty, so pass tasks= to say how many tasks to sample for")
     if not temperature >= 0:
         raise ConfigError(f"sample: temperature={temperature!r}; expected a number ≥ 0")
     noise = torch.randn(count, n_samples, model.latent_dim, generator=generator).to(model.context.device)
     noise = temperature * noise
     with torch.no_grad():
-        return per_task(model, params, task_params, noise, "decode")
+        return per_task(model, params, adapted_params, noise, "decode")
 
 
 def adapt_and_sample(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig, n_samples: int,
@@ -296,7 +283,7 @@ def adapt_and_sample(model: ConditionalVAE, params: Params, support: Tensor, cfg
     return sample(model, params, adapted, n_samples, generator), adapted
 
 
-def query_scores(model: ConditionalVAE, params: Params, task_params: Params, query: Tensor, samples: int,
+def query_scores(model: ConditionalVAE, params: Params, adapted_params: Params, query: Tensor, samples: int,
                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """(−ELBO, importance-sampled NLL), each ``[T, Q]`` nats per image, for query ``[T, Q, 1, 28, 28]``.
 
@@ -307,7 +294,7 @@ def query_scores(model: ConditionalVAE, params: Params, task_params: Params, que
     noise = torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator)
     x = pack(query, noise.to(query.device))
     with torch.no_grad():
-        log_w = per_task(model, params, task_params, x, "log_weights")              # [T, Q, S]
+        log_w = per_task(model, params, adapted_params, x, "log_weights")              # [T, Q, S]
     return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
 
 

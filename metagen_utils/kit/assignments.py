@@ -18,10 +18,7 @@ import ast
 import copy
 import difflib
 import json
-import os
-import symtable
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import nbformat
 
 from ..errors import MetagenError
 from ..files import write_atomic
-from .harness import KERNEL, NOTEBOOKS, environment, notebook_paths
+from .harness import NOTEBOOKS, notebook_paths
 from ..results import REPO
 
 EXERCISES = REPO / "exercises"
@@ -224,169 +221,6 @@ def check_in_sync(src_dir: str | Path = NOTEBOOKS, out_dir: str | Path = EXERCIS
             differences.append(f"{extra} has no source notebook in {src_dir}")
     return differences
 
-
-# --- running an exercise --------------------------------------------------------------------------------
-
-
-def _scoped_walk(tree: ast.AST):
-    """Nodes at module scope: not inside function, lambda, class bodies or comprehensions."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda,
-                                  ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-                yield child  # the definition itself binds a name; its body is another scope
-                continue
-            stack.append(child)
-
-
-def names_defined(source: str) -> set[str] | None:
-    """Names a cell binds or changes at module scope (assignments, imports, definitions, and
-    ``x.attr = …`` / ``x[i] = …`` on a name); None if it cannot be analysed (a star import, a magic
-    such as ``%time x = f()`` whose code is a string, a syntax error), which makes the caller keep it."""
-    tree = _parse(source)
-    if tree is None or "get_ipython()" in _python(source):
-        return None
-    names = set()
-    for node in _scoped_walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                if alias.name == "*":
-                    return None
-                names.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            base = node.value
-            while isinstance(base, (ast.Attribute, ast.Subscript)):
-                base = base.value
-            if isinstance(base, ast.Name):
-                names.add(base.id)
-    for node in ast.walk(tree):  # `global x` inside a function that assigns x
-        if isinstance(node, ast.Global):
-            names.update(node.names)
-    return names
-
-
-def _global_reads(source: str) -> set[str]:
-    """Module-scope names a piece of code reads: at top level, or from inside its functions, lambdas,
-    classes and comprehensions (their own parameters and locals are not reads of the notebook's state)."""
-    reads = set()
-
-    def visit(table, top: bool) -> None:
-        for symbol in table.get_symbols():
-            if symbol.is_referenced() and (top or symbol.is_global()):
-                reads.add(symbol.get_name())
-        for child in table.get_children():
-            visit(child, False)
-
-    visit(symtable.symtable(source, "<cell>", "exec"), True)
-    return reads
-
-
-def names_used(*sources: str) -> set[str]:
-    """The names cells read before binding them (run in this order): their inputs from earlier cells.
-
-    Reads in any scope count (function bodies read globals when called); a name bound by an earlier
-    statement of these cells, as ``small`` in ``small = f(x); assert small.shape == …``, does not.
-    """
-    free: set[str] = set()
-    bound: set[str] = set()
-    for source in sources:
-        tree = _parse(source)
-        if tree is None:
-            continue
-        for statement in tree.body:
-            free |= _global_reads(ast.unparse(statement)) - bound
-            bound |= names_defined(ast.unparse(statement)) or set()
-    return free
-
-
-def first_exercise_cells(nb, full: bool = False) -> list[int]:
-    """The code cells to run to reach the end of the notebook's first exercise (its test cell).
-
-    ``full=True``: every code cell up to there. Otherwise a backward slice, so that minutes of training
-    in unrelated sections are skipped: the ``parameters`` cell and the setup cell after it, every earlier
-    cell that binds a name the exercise reads (and, in turn, those cells' own inputs), then the
-    exercise's solution and test cells. The slice is checked by running it with the solutions in place:
-    it must pass there (see :func:`run_first_exercise`).
-    """
-    found = exercises(nb)
-    if not found or found[0].test is None:
-        raise AssignmentError("the notebook has no exercise with a test cell")
-    first = found[0]
-    code = [i for i, c in enumerate(nb.cells[:first.solution]) if c.cell_type == "code"]
-    if full:
-        return code + [first.solution, first.test]
-    parameters = next((i for i in code if "parameters" in nb.cells[i].metadata.get("tags", [])), None)
-    keep = set()
-    if parameters is not None:
-        keep.add(parameters)
-        keep.update([i for i in code if i > parameters][:1])
-    needed = names_used(nb.cells[first.solution].source, nb.cells[first.test].source)
-    for index in reversed(code):
-        defined = names_defined(nb.cells[index].source)
-        if index in keep or defined is None or defined & needed:
-            keep.add(index)
-            needed |= names_used(nb.cells[index].source)
-    return sorted(keep) + [first.solution, first.test]
-
-
-@dataclass(frozen=True)
-class ExerciseRun:
-    """How running up to the end of the first exercise went: ``error`` is None when every cell passed."""
-
-    cells: list[int]
-    error: str | None = None  # the exception's name, e.g. "NotImplementedError"
-    message: str = ""
-    failed_cell: int | None = None  # index in the original notebook
-
-
-def run_cells(nb, cells: list[int], cwd: Path, timeout: int = 1800) -> ExerciseRun:
-    """Execute ``cells`` of ``nb`` (in this order, in one fresh kernel of the kit's environment) and
-    report the first error."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    run_nb = copy.deepcopy(nb)
-    run_nb.cells = [copy.deepcopy(nb.cells[i]) for i in cells]
-    client = NotebookClient(run_nb, kernel_name=KERNEL, timeout=timeout, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
-    scratch = os.environ.get("METAGEN_RESULTS") or tempfile.mkdtemp(prefix="metagen-exercise-")
-    try:
-        with environment(METAGEN_RESULTS=scratch):  # figures and metrics stay out of results/
-            client.execute()
-    except CellExecutionError as e:
-        failed = next((cells[i] for i, c in enumerate(run_nb.cells)
-                       if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        return ExerciseRun(cells, e.ename, e.evalue, failed)
-    return ExerciseRun(cells)
-
-
-def run_first_exercise(student_nb, solution_nb, cwd: Path,
-                       full: bool = False) -> tuple[ExerciseRun, ExerciseRun]:
-    """Run the student and the solution version up to the end of the first exercise, on the same cells.
-
-    The solution run must pass: that proves the chosen cells give the exercise everything it needs, so
-    the student run's error comes from the stub, not from a missing name. If the slice falls short, both
-    run again on every cell up to the exercise.
-    """
-    cells = first_exercise_cells(solution_nb, full=full)
-    if [student_nb.cells[i].cell_type for i in cells] != [solution_nb.cells[i].cell_type for i in cells]:
-        raise AssignmentError("the student version's cells do not line up with the solution version's")
-    solution = run_cells(solution_nb, cells, cwd)
-    if solution.error is not None and not full:
-        cells = first_exercise_cells(solution_nb, full=True)
-        solution = run_cells(solution_nb, cells, cwd)
-    student = run_cells(student_nb, cells, cwd)
-    return student, solution
-
-
-# --- an nbgrader course ---------------------------------------------------------------------------------
 
 NBGRADER_CONFIG = '''\
 # nbgrader configuration of the metagen course (written by python -m metagen_utils.kit.assignments --course).

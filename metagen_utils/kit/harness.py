@@ -15,8 +15,8 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import patch
 
 import nbformat
 
@@ -73,21 +73,6 @@ def check_parameters(path: Path, parameters: dict) -> None:
                           f"{', '.join(known)}")
     if "PROFILE" in parameters:
         check_choice("PROFILE", parameters["PROFILE"], PROFILES)
-
-
-@contextmanager
-def environment(**values: str):
-    """Set environment variables for the kernels started inside the block (they inherit ours)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def execute(path: Path, output: Path, parameters: dict | None = None, timeout: int = 1800) -> float:
@@ -179,7 +164,7 @@ def run(out: Path, parameters: dict | None = None, only: list[str] | None = None
             print(f"(the too-fast check is off: {why_not})", flush=True)
     out = Path(out).resolve()
     timings = {}
-    with environment(METAGEN_RESULTS=str(out), MPLBACKEND="module://matplotlib_inline.backend_inline"):
+    with patch.dict(os.environ, METAGEN_RESULTS=str(out), MPLBACKEND="module://matplotlib_inline.backend_inline"):
         for path in paths:
             print(f"running {path.name} …", flush=True)
             started = time.time()
@@ -212,7 +197,7 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
     as under the test suite's nbval run.
     """
     scratch = Path(scratch or REPO / "build" / "regenerate").resolve()
-    with environment(CI="1", METAGEN_RESULTS=str(scratch / "results")):
+    with patch.dict(os.environ, CI="1", METAGEN_RESULTS=str(scratch / "results")):
         for path in notebook_paths(folder, only):
             print(f"regenerating {path.name} …", flush=True)
             executed = scratch / path.name

@@ -17,6 +17,9 @@ Two paths compute the same numbers, and the tests hold them to it:
 Every loss is a mean over one task's examples and the meta-loss a mean over tasks, so nothing depends on
 the meta-batch size. A non-finite loss stops training with a :class:`MetaLearningError` that names the
 task and the inner step.
+
+One module of about 450 lines: the inner loop, the rates, the batch checks and the outer losses share
+private helpers (``_inner_loop``, ``_rate_shape``, ``_check_batch``) that no other module should see.
 """
 from __future__ import annotations
 
@@ -37,6 +40,13 @@ LR_PREFIX = "inner_lr."
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Rate = float | Tensor | dict[str, Tensor | float]
+# A model's call arguments for one task: one tensor, a tuple of them (functional_call takes a tuple), or a
+# function of the inner step giving them (fresh noise at every step).
+Inputs = Tensor | tuple[Tensor, ...] | Callable[[int], Tensor | tuple[Tensor, ...]]
+# Adam's constants for optimizer="adam": torch.optim.Adam's defaults β₁ = 0.9, β₂ = 0.999, ε = 1e-8. The
+# moments mix in 0.1 and 0.001 of the new gradient, written as those decimals (1 − 0.9 in floating point
+# is 0.09999999999999998).
+ADAM = {"beta1": 0.9, "mix1": 0.1, "beta2": 0.999, "mix2": 0.001, "eps": 1e-8}
 
 
 @dataclass(frozen=True)
@@ -89,14 +99,15 @@ class MetaConfig:
 
 class TaskBatch(NamedTuple):
     """A meta-batch. support_x/support_y: ``[tasks, k_shot, ...]``; query_x/query_y: ``[tasks, n_query, ...]``.
+    For a model whose forward takes several arguments, support_x and query_x are tuples of such tensors.
 
     For a coordinate network x is pixel coordinates ``[tasks, k, 2]`` and y their values ``[tasks, k, C]``;
     for a generator x is latent codes ``[tasks, k, latent_dim]`` and y images ``[tasks, k, C, H, W]``.
     """
 
-    support_x: Tensor
+    support_x: Tensor | tuple[Tensor, ...]
     support_y: Tensor
-    query_x: Tensor
+    query_x: Tensor | tuple[Tensor, ...]
     query_y: Tensor
 
 
@@ -146,10 +157,15 @@ def _rate_shape(cfg: MetaConfig, p: Tensor) -> tuple[int, ...]:
     return (cfg.inner_steps, *shape) if cfg.per_step_lr else shape
 
 
-def _schedule(cfg: MetaConfig, meta_params: Params, names: Sequence[str]) -> list[Rate]:
-    """One rate per inner step: ``cfg.inner_lr``, or dicts of the learned rates in ``meta_params``."""
+def inner_rates(cfg: MetaConfig, meta_params: Params, names: Sequence[str], steps: int | None = None) -> list[Rate]:
+    """The rate of each of ``steps`` inner steps (default ``cfg.inner_steps``), as :func:`inner_loop`'s
+    ``lr`` takes it: ``cfg.inner_lr``, or dicts of the learned ``"inner_lr.<name>"`` rates in
+    ``meta_params`` (one per step where ``cfg.per_step_lr``, which fixes the number of steps)."""
+    steps = cfg.inner_steps if steps is None else steps
+    if cfg.per_step_lr and steps != cfg.inner_steps:
+        raise ConfigError(f"steps={steps}, but the rates were learned per step for inner_steps={cfg.inner_steps}")
     if not cfg.learns_inner_lr:
-        return [cfg.inner_lr] * cfg.inner_steps
+        return [cfg.inner_lr] * steps
     rates = {}
     for name in names:
         key, expected = LR_PREFIX + name, _rate_shape(cfg, meta_params[name])
@@ -159,39 +175,57 @@ def _schedule(cfg: MetaConfig, meta_params: Params, names: Sequence[str]) -> lis
                               f"this config; build meta_params with init_meta_params(module, cfg)")
         rates[name] = meta_params[key]
     if cfg.per_step_lr:
-        return [{n: r[step] for n, r in rates.items()} for step in range(cfg.inner_steps)]
-    return [rates] * cfg.inner_steps
+        return [{n: r[step] for n, r in rates.items()} for step in range(steps)]
+    return [rates] * steps
 
 
 def _inner_loop(module: nn.Module, params: Params, names: Sequence[str], schedule: Sequence[Rate],
-                support_x: Tensor, support_y: Tensor, loss_fn: LossFn, create_graph: bool,
-                functional: bool) -> tuple[list[Params], Tensor]:
-    """Gradient descent on one task's support loss. Returns the adapted parameters (``names`` only) after
-    each step and the support loss ``[steps]`` each step descended (detached, for the finiteness check)."""
+                support_x: Inputs, support_y: Tensor | None, loss_fn: LossFn, create_graph: bool,
+                functional: bool, optimizer: str = "sgd") -> tuple[list[Params], Tensor]:
+    """Gradient descent (or Adam) on one task's support loss. Returns the adapted parameters (``names``
+    only) after each step and the support loss ``[steps]`` each step descended (detached, for the
+    finiteness check)."""
     shared = {n: t for n, t in params.items() if n not in names}
-    fast = {n: params[n] for n in names}
+    adapted = {n: params[n] for n in names}
+    step = 0
 
-    def support_loss(fast: Params, shared: Params) -> Tensor:
-        return loss_fn(functional_call(module, {**shared, **fast}, (support_x,)), support_y)
+    def support_loss(adapted: Params, shared: Params) -> Tensor:
+        inputs = support_x(step) if callable(support_x) else support_x
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        return loss_fn(functional_call(module, {**shared, **adapted}, inputs), support_y)
 
-    def gradient(fast: Params, shared: Params = shared) -> tuple[Params, Tensor]:
+    def gradient(adapted: Params, shared: Params = shared) -> tuple[Params, Tensor]:
         if functional:
-            return grad_and_value(support_loss)(fast, shared)
-        loss = support_loss(fast, shared)
-        found = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph, allow_unused=True)
-        return {n: torch.zeros_like(t) if g is None else g for (n, t), g in zip(fast.items(), found)}, loss
+            return grad_and_value(support_loss)(adapted, shared)
+        loss = support_loss(adapted, shared)
+        found = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph, allow_unused=True)
+        return {n: torch.zeros_like(t) if g is None else g for (n, t), g in zip(adapted.items(), found)}, loss
 
     def rate_of(rate: Rate, name: str) -> Tensor | float:
         return rate[name] if isinstance(rate, dict) else rate
 
     trajectory, losses = [], []
+    if optimizer == "adam":   # per task from zero moments, torch.optim.Adam's update written out
+        moment, square = ({n: torch.zeros_like(t) for n, t in adapted.items()} for _ in range(2))
+        for step, rate in enumerate(schedule):
+            grads, loss = gradient(adapted)
+            if not create_graph:
+                grads = {n: g.detach() for n, g in grads.items()}
+            t = step + 1
+            moment = {n: ADAM["beta1"] * moment[n] + ADAM["mix1"] * grads[n] for n in names}
+            square = {n: ADAM["beta2"] * square[n] + ADAM["mix2"] * grads[n] ** 2 for n in names}
+            adapted = {n: adapted[n] - rate_of(rate, n) * (moment[n] / (1 - ADAM["beta1"] ** t))
+                    / ((square[n] / (1 - ADAM["beta2"] ** t)).sqrt() + ADAM["eps"]) for n in names}
+            trajectory.append(adapted)
+            losses.append(loss.detach())
+        return trajectory, torch.stack(losses)
     if create_graph:
         if not functional:   # autograd.grad needs tensors in a graph: callers may pass detached θ
-            fast = {n: t if t.requires_grad else t.detach().requires_grad_() for n, t in fast.items()}
-        for rate in schedule:
-            grads, loss = gradient(fast)
-            fast = {n: fast[n] - rate_of(rate, n) * grads[n] for n in names}
-            trajectory.append(fast)
+            adapted = {n: t if t.requires_grad else t.detach().requires_grad_() for n, t in adapted.items()}
+        for step, rate in enumerate(schedule):
+            grads, loss = gradient(adapted)
+            adapted = {n: adapted[n] - rate_of(rate, n) * grads[n] for n in names}
+            trajectory.append(adapted)
             losses.append(loss.detach())
         return trajectory, torch.stack(losses)
     # First order: the inner gradients are constants, so descend on detached weights (the outer autograd
@@ -199,9 +233,9 @@ def _inner_loop(module: nn.Module, params: Params, names: Sequence[str], schedul
     # learned rates through terms that are exactly zero but carry their gradients:
     #     θ_j = walk_j + (θ − sg θ) − Σ_{i<j} (α_i − sg α_i) ⊙ g_i,   sg = stop-gradient,
     # the same numbers as walk_j, and the derivatives of θ − Σ α_i ⊙ g_i with the g_i held constant.
-    walk, constant = {n: t.detach() for n, t in fast.items()}, {n: t.detach() for n, t in shared.items()}
-    attach = {n: t - t.detach() for n, t in fast.items()}
-    for rate in schedule:
+    walk, constant = {n: t.detach() for n, t in adapted.items()}, {n: t.detach() for n, t in shared.items()}
+    attach = {n: t - t.detach() for n, t in adapted.items()}
+    for step, rate in enumerate(schedule):
         if not functional:   # autograd.grad needs leaves that require grad
             walk = {n: t.detach().requires_grad_() for n, t in walk.items()}
         grads, loss = gradient(walk, constant)
@@ -220,24 +254,35 @@ def _detached(rate: Tensor | float) -> Tensor | float:
     return rate.detach() if isinstance(rate, Tensor) else rate
 
 
-def inner_loop(module: nn.Module, params: Params, support_x: Tensor, support_y: Tensor, loss_fn: LossFn,
+def inner_loop(module: nn.Module, params: Params, support_x: Inputs, support_y: Tensor | None, loss_fn: LossFn,
                steps: int = 1, lr: Rate | Sequence[Rate] = 0.1, create_graph: bool = True,
-               adapt: str | tuple[str, ...] = "all") -> Params:
-    """Adapt ``params`` to one task: ``steps`` steps of gradient descent on ``loss_fn(module(support_x),
-    support_y)``, support_x: ``[k_shot, ...]``.
+               adapt: str | Sequence[str] = "all", optimizer: str = "sgd") -> Params:
+    """Adapt ``params`` to one task: ``steps`` steps of gradient descent on
+    ``loss_fn(module(*support_x), support_y)``; the kit's one inner loop, for every model and notebook.
 
-    lr: a number, a dict name → rate (a scalar or a tensor of the parameter's shape: Meta-SGD), or a
-    sequence of those, one per step. ``create_graph=True`` keeps the graph through the inner gradients
-    (second-order MAML); False treats them as constants (first order). Returns the whole dict with the
-    ``adapt``-selected entries replaced by their adapted values.
+    support_x: the model's call arguments, ``[k_shot, ...]`` (one tensor, a tuple, or a function of the
+    step giving them). lr: a number, a dict name → rate (a scalar or a tensor of the parameter's shape:
+    Meta-SGD), or a sequence of those, one per step (:func:`inner_rates` reads the learned ones).
+    ``create_graph=True`` keeps the graph through the inner gradients (second-order MAML); False treats them
+    as constants (first order). ``optimizer="adam"`` takes Adam steps from zero moments instead (rate
+    ``lr``; the fine-tuning baselines). Returns the whole dict with the ``adapt``-selected entries replaced
+    by their adapted values. Written with ``torch.func``, so it runs under ``vmap`` over tasks.
+
+    Example (three steps on a linear model; ``θ`` stays differentiable)::
+
+        net = torch.nn.Linear(4, 1)
+        θ = inner_loop(net, dict(net.named_parameters()), x, y, F.mse_loss, steps=3, lr=0.1)
+        loss = F.mse_loss(functional_call(net, θ, (x_query,)), y_query)
     """
+    if optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"optimizer={optimizer!r} is not valid; expected 'sgd' or 'adam'")
     schedule = list(lr) if isinstance(lr, (list, tuple)) else [lr] * steps
     if len(schedule) != steps:
         raise ConfigError(f"lr: {len(schedule)} per-step rates given for steps={steps}")
-    names = select_adapted(list(params), adapt, module)
+    names = select_adapted(list(params), adapt if adapt == "all" else tuple(adapt), module)
     with torch.enable_grad():
         trajectory, _ = _inner_loop(module, params, names, schedule, support_x, support_y, loss_fn,
-                                    create_graph, functional=False)
+                                    create_graph, functional=True, optimizer=optimizer)
     return {**params, **trajectory[-1]}
 
 
@@ -252,18 +297,28 @@ def check_vectorisable(module: nn.Module) -> None:
                 "LayerNorm, or track_running_stats=False, or pass vectorised=False to loop over tasks")
 
 
-def _check_batch(task_batch: Sequence[Tensor]) -> TaskBatch:
+def _lead(x: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """The tensor whose shape stands for an input: itself, or a tuple's first (the rest share its
+    task and example dimensions)."""
+    return x[0] if isinstance(x, tuple) else x
+
+
+def _check_batch(task_batch: Sequence[Tensor | tuple[Tensor, ...]]) -> TaskBatch:
     if len(task_batch) != 4:
         raise DataError(f"task_batch: found {len(task_batch)} tensors, expected 4 "
                         "(support_x, support_y, query_x, query_y)")
     for field, t in zip(TaskBatch._fields, task_batch):
-        if not isinstance(t, Tensor):
+        parts = t if isinstance(t, tuple) and field.endswith("_x") else (t,)
+        if not parts or not all(isinstance(p, Tensor) for p in parts):
             raise DataError(f"task_batch: {field} is a {type(t).__name__}, expected a tensor [tasks, examples, "
-                            "...]; stack the tasks with torch.stack (every task needs the same number of "
-                            "examples)")
+                            "...] (or, for a model of several arguments, a tuple of them); stack the tasks "
+                            "with torch.stack (every task needs the same number of examples)")
+        if len({tuple(p.shape[:2]) for p in parts}) != 1:
+            raise DataError(f"task_batch: the tensors of {field} differ in [tasks, examples]: "
+                            f"{[tuple(p.shape) for p in parts]}")
     batch = TaskBatch(*task_batch)
-    shapes = {field: tuple(t.shape) for field, t in batch._asdict().items()}
-    if len({s[0] if s else None for s in shapes.values()}) != 1 or batch.support_x.ndim < 2:
+    shapes = {field: tuple(_lead(t).shape) for field, t in batch._asdict().items()}
+    if len({s[0] if s else None for s in shapes.values()}) != 1 or _lead(batch.support_x).ndim < 2:
         raise DataError(f"task_batch: every tensor must be [tasks, examples, ...] with the same number of "
                         f"tasks; found {shapes}")
     for x, y in (("support_x", "support_y"), ("query_x", "query_y")):
@@ -300,11 +355,12 @@ def _task_losses(module: nn.Module, meta_params: Params, task_batch: Sequence[Te
     def one_task(meta_params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor,
                  query_y: Tensor) -> tuple[Tensor, Tensor, Tensor, Params]:
         params = {n: t for n, t in meta_params.items() if not n.startswith(LR_PREFIX)}
-        trajectory, support = _inner_loop(module, params, names, _schedule(cfg, meta_params, names),
+        trajectory, support = _inner_loop(module, params, names, inner_rates(cfg, meta_params, names),
                                           support_x, support_y, loss_fn, not cfg.first_order, vectorised)
         scored = trajectory if cfg.multi_step_loss else trajectory[-1:]
-        query = torch.stack([loss_fn(functional_call(module, {**params, **fast}, (query_x,)), query_y)
-                             for fast in scored])
+        inputs = query_x if isinstance(query_x, tuple) else (query_x,)
+        query = torch.stack([loss_fn(functional_call(module, {**params, **adapted}, inputs), query_y)
+                             for adapted in scored])
         return query.mean(), support, query.detach(), trajectory[-1]
 
     if vectorised:
@@ -319,7 +375,9 @@ def _task_losses(module: nn.Module, meta_params: Params, task_batch: Sequence[Te
                 "Modules that write buffers in forward, use dropout, or branch on tensor values cannot be "
                 "vmapped; pass vectorised=False to loop over tasks") from error
     else:
-        results = [one_task(meta_params, *(t[i] for t in batch)) for i in range(len(batch.support_x))]
+        def task(t: Tensor | tuple[Tensor, ...], i: int) -> Tensor | tuple[Tensor, ...]:
+            return tuple(p[i] for p in t) if isinstance(t, tuple) else t[i]
+        results = [one_task(meta_params, *(task(t, i) for t in batch)) for i in range(len(_lead(batch.support_x)))]
         outer, support, query = (torch.stack([r[j] for r in results]) for j in range(3))
         adapted = {n: torch.stack([r[3][n] for r in results]) for n in names}
     _check_finite(support, query, cfg)
@@ -366,7 +424,16 @@ def meta_step(module: nn.Module, meta_params: Params, optimizer: torch.optim.Opt
               task_batch: Sequence[Tensor], cfg: MetaConfig, loss_fn: LossFn, vectorised: bool = True,
               max_grad_norm: float | None = None) -> float:
     """One outer update: meta-gradient, optional clipping of its global norm to ``max_grad_norm``, then
-    ``optimizer.step()`` (build the optimizer over ``meta_params.values()``). Returns the meta-loss."""
+    ``optimizer.step()`` (build the optimizer over ``meta_params.values()``). Returns the meta-loss.
+
+    task_batch: support_x/support_y ``[tasks, k_shot, ...]``, query_x/query_y ``[tasks, n_query, ...]``.
+    Example (Meta-SGD: the optimizer holds the learned rates too, which ``module.parameters()`` would miss)::
+
+        cfg = MetaConfig(algorithm="metasgd", inner_steps=1, inner_lr=0.1)
+        meta_params = init_meta_params(net, cfg)
+        optimizer = torch.optim.Adam(meta_params.values(), lr=1e-3)
+        loss = meta_step(net, meta_params, optimizer, TaskBatch(sx, sy, qx, qy), cfg, F.mse_loss)
+    """
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     missing = [n for n, t in meta_params.items() if t.requires_grad and id(t) not in held]
     if missing:

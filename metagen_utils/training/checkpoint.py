@@ -15,6 +15,9 @@ safetensors and JSON cannot. A folder is written under a hidden temporary name a
 so an interrupted write leaves the previous checkpoint, never half a new one. Loading checks every
 file against the manifest first, so a truncated or altered file is a :class:`CheckpointError` that
 names it, not a confusing error (or silently wrong weights) later.
+
+One module of about 350 lines: writing, verifying and restoring share the manifest format and its
+checks, which must stay in step.
 """
 from __future__ import annotations
 
@@ -88,11 +91,8 @@ def restore_rng(rng: Mapping) -> None:
 
 # -------------------------------------------------------------------------------------------- writing
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _write_json(path: Path, obj: object) -> None:

@@ -33,11 +33,12 @@ from ..data.images import ImageSet
 from .. import profiles
 from ..errors import ConfigError, MetaLearningError
 from ..data.episodes import Episode, EpisodeSampler
+from ..meta.maml import Params
 
-Params = dict[str, Tensor]
-# The meta-loss of a batch of tasks (a mean over them), or (meta-loss, outer direction) where that
-# direction is not the loss's gradient (Reptile) — meta.meta_gradient returns exactly that pair.
-LossFn = Callable[[Params, Episode], Tensor | tuple[Tensor, Params]]
+# The meta-loss of an episode's tasks (a mean over them), or (meta-loss, outer direction) where that
+# direction is not the loss's gradient (Reptile) — meta.meta_gradient returns exactly that pair. Not
+# meta.LossFn, which scores one task's predictions.
+EpisodeLoss = Callable[[Params, Episode], Tensor | tuple[Tensor, Params]]
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def episode_fn(images: ImageSet, k_shot: int | Sequence[int], n_query: int, task
     return sample
 
 
-def _local_gradient(loss_fn: LossFn, meta_params: Params, names: list[str],
+def _local_gradient(loss_fn: EpisodeLoss, meta_params: Params, names: list[str],
                     episode: Episode) -> tuple[Tensor, Params]:
     """This rank's (meta-loss, gradients): a mean over its tasks; zeros when it has none."""
     if episode.num_tasks == 0:
@@ -157,7 +158,7 @@ def _should(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def train(meta_params: Params, loss_fn: LossFn, sample_fn: Callable[[int], Episode], cfg: TrainConfig,
+def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], Episode], cfg: TrainConfig,
           validate_fn: Callable[[Params], float] | None = None, out_dir: str | Path | None = None,
           resume: bool = False, progress: bool = True, run_config: Mapping | None = None) -> TrainResult:
     """Meta-train ``meta_params`` in place for ``cfg.steps`` outer steps with AdamW.
@@ -274,7 +275,7 @@ class MetaModel:
     """
 
     meta_params: Params
-    loss_fn: LossFn
+    loss_fn: EpisodeLoss
     validate_fn: Callable[[Params, Episode], float]
     evaluate_fn: Callable[[Params, Episode], dict[str, Tensor]]
     generate_fn: Callable[[Params, Tensor], Tensor]

@@ -1,4 +1,4 @@
-"""Tests of metagen_utils.evaluate: PSNR values, t-intervals by hand, paired differences, formatting."""
+"""Tests of metagen_utils.stats: PSNR values, t-intervals by hand, paired differences, formatting."""
 import math
 
 import numpy as np

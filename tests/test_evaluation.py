@@ -1,4 +1,4 @@
-"""Tests of metagen_utils.fewshot: the baselines of notebook 04 (support-fitted Gaussian, pooled latent
+"""Tests of metagen_utils.generation.evaluation: the baselines of notebook 04 (support-fitted Gaussian, pooled latent
 spread, fine-tuning) and the evaluation protocol that scores every method on the same class-tasks."""
 import math
 

@@ -1,3 +1,4 @@
+"""Tests of metagen_utils.data.episodes: K-shot episodes traced back to their images, seeds, and errors."""
 import numpy as np
 import pytest
 import torch

@@ -1,11 +1,13 @@
+"""Tests of metagen_utils.completion.update_rules: each learned update rule against the generic inner loop,
+its closed forms, training, and errors."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from metagen_utils.completion import tasks as completion
+from metagen_utils import completion
 
-from metagen_utils.completion import update_rules as curvature
+from metagen_utils.completion import update_rules
 
 from metagen_utils.meta import maml as meta
 from metagen_utils.data.images import ImageSet
@@ -31,8 +33,8 @@ def support(features, tasks):
 def test_scalar_rule_is_plain_gradient_descent_in_closed_form(setup):
     _, features, tasks = setup
     theta0 = torch.randn(33, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.1
-    rule = curvature.init_rule(theta0, "scalar", lr=0.05, steps=4)
-    path = curvature.adapt(rule, *support(features, tasks), steps=4)
+    rule = update_rules.init_rule(theta0, "scalar", lr=0.05, steps=4)
+    path = update_rules.adapt(rule, *support(features, tasks), steps=4)
     for t in range(len(tasks)):
         expected = completion.gd_closed_form(features[tasks.observed[t]], tasks.pixels[t, tasks.observed[t]],
                                              theta0, 0.05, 4)
@@ -42,8 +44,8 @@ def test_scalar_rule_is_plain_gradient_descent_in_closed_form(setup):
 def test_full_rule_at_initialisation_equals_the_scalar_rule(setup):
     _, features, tasks = setup
     theta0 = torch.zeros(33, dtype=torch.float64)
-    scalar = curvature.adapt(curvature.init_rule(theta0, "scalar", 0.03, 3), *support(features, tasks), 3)
-    full = curvature.adapt(curvature.init_rule(theta0, "full", 0.03, 3), *support(features, tasks), 3)
+    scalar = update_rules.adapt(update_rules.init_rule(theta0, "scalar", 0.03, 3), *support(features, tasks), 3)
+    full = update_rules.adapt(update_rules.init_rule(theta0, "full", 0.03, 3), *support(features, tasks), 3)
     torch.testing.assert_close(full[3], scalar[3])
 
 
@@ -52,7 +54,7 @@ def test_diagonal_rule_equals_the_librarys_meta_sgd_inner_loop(setup):
     rates = torch.rand(33, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 0.05
     theta0 = torch.randn(33, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 0.1
     rule = {"theta0": theta0, "sqrt_rate": rates.sqrt()[None]}
-    path = curvature.adapt(rule, *support(features, tasks), steps=2)
+    path = update_rules.adapt(rule, *support(features, tasks), steps=2)
     model = completion.make_model(32)
     batch = completion.task_batch(features, tasks)
     for t in range(len(tasks)):
@@ -63,51 +65,51 @@ def test_diagonal_rule_equals_the_librarys_meta_sgd_inner_loop(setup):
 
 @pytest.mark.parametrize("kind", ["diagonal", "lowrank", "full"])
 def test_learned_preconditioners_stay_positive_semidefinite(kind):
-    rule = curvature.init_rule(torch.zeros(10, dtype=torch.float64), kind, 0.1, 1, rank=3)
+    rule = update_rules.init_rule(torch.zeros(10, dtype=torch.float64), kind, 0.1, 1, rank=3)
     with torch.no_grad():
         for value in rule.values():
             value.copy_(torch.randn(value.shape, dtype=value.dtype, generator=torch.Generator().manual_seed(4)))
-    M = curvature.precondition(rule, 0, torch.eye(10, dtype=torch.float64))
+    M = update_rules.precondition(rule, 0, torch.eye(10, dtype=torch.float64))
     torch.testing.assert_close(M, M.T)
     assert torch.linalg.eigvalsh(M).min() > -1e-10
 
 
 def test_meta_training_lowers_the_meta_loss(setup):
     data, features, tasks = setup
-    rule = curvature.init_rule(torch.zeros(33), "diagonal", 0.01, 2)
-    losses = curvature.train_rule(features.float(), data, rule, steps=60, inner_steps=2, meta_batch_size=8,
+    rule = update_rules.init_rule(torch.zeros(33), "diagonal", 0.01, 2)
+    losses = update_rules.train_rule(features.float(), data, rule, steps=60, inner_steps=2, meta_batch_size=8,
                                   outer_lr=1e-2, observed=0.5, query_pixels=None, progress=False)
     assert losses[-10:].mean() < 0.8 * losses[:10].mean()
 
 
 def test_a_diverging_update_is_an_error_naming_the_step(setup):
     data, features, _ = setup
-    rule = curvature.init_rule(torch.zeros(33), "scalar", 1e6, 3)
+    rule = update_rules.init_rule(torch.zeros(33), "scalar", 1e6, 3)
     with pytest.raises(MetaLearningError, match=r"meta-training step 0: the query loss is (inf|nan)"):
-        curvature.train_rule(features.float(), data, rule, steps=2, inner_steps=3, meta_batch_size=4,
+        update_rules.train_rule(features.float(), data, rule, steps=2, inner_steps=3, meta_batch_size=4,
                              observed=0.5, query_pixels=None, progress=False)
 
 
 def spectral_radius_of_step(rule, features, tasks, step=0):
     """ρ(I − M A) per task on A's range: above 1, repeating the step diverges."""
-    return [(1 - mu).abs().max().item() for mu in curvature.step_eigenvalues(rule, features, tasks, step)]
+    return [(1 - mu).abs().max().item() for mu in update_rules.step_eigenvalues(rule, features, tasks, step)]
 
 
 def test_spectral_radius_separates_stable_from_unstable_step_sizes(setup):
     _, features, tasks = setup
     x = completion.with_bias(features)[tasks.observed[0]]
     lam_max = torch.linalg.eigvalsh((2.0 / len(x)) * x.T @ x)[-1].item()
-    stable = curvature.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 1.0 / lam_max, 1)
-    unstable = curvature.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 2.5 / lam_max, 1)
+    stable = update_rules.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 1.0 / lam_max, 1)
+    unstable = update_rules.init_rule(torch.zeros(33, dtype=torch.float64), "scalar", 2.5 / lam_max, 1)
     assert spectral_radius_of_step(stable, features, tasks.select([0]))[0] < 1
     assert spectral_radius_of_step(unstable, features, tasks.select([0]))[0] > 1
 
 
 def test_unknown_kind_and_bad_rate_are_refused_by_name():
     with pytest.raises(ConfigError, match="kind='cubic'"):
-        curvature.init_rule(torch.zeros(3), "cubic", 0.1, 1)
+        update_rules.init_rule(torch.zeros(3), "cubic", 0.1, 1)
     with pytest.raises(ConfigError, match="lr=0"):
-        curvature.init_rule(torch.zeros(3), "scalar", 0, 1)
+        update_rules.init_rule(torch.zeros(3), "scalar", 0, 1)
 
 
 def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
@@ -120,7 +122,7 @@ def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
     order = torch.stack([torch.randperm(n_obs + n_query) for _ in range(tasks_n)])
     observed = order[:, :n_obs]
     tasks = completion.CompletionTasks(pixels, observed, order[:, n_obs:], torch.arange(tasks_n), 3, 4)
-    theta = curvature.exact_maml_init(design, tasks, lr, k, ridge=0.0)
+    theta = update_rules.exact_maml_init(design, tasks, lr, k, ridge=0.0)
     rows, targets = [], []
     X = completion.with_bias(design)
     for t in range(tasks_n):
@@ -136,8 +138,8 @@ def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
     # And the objective as the iterative loop computes it is stationary there, as L-BFGS on it finds.
     start = theta.clone().requires_grad_(True)
     rule = {"theta0": start, "sqrt_rate": torch.tensor([lr ** 0.5], dtype=torch.float64)}
-    xs, ys, xq, yq = curvature._support_and_query(design, tasks)
-    loss = ((curvature.predict(xq, curvature.adapt(rule, xs, ys, k)[-1]) - yq) ** 2).mean()
+    xs, ys, xq, yq = update_rules._support_and_query(design, tasks)
+    loss = ((update_rules.predict(xq, update_rules.adapt(rule, xs, ys, k)[-1]) - yq) ** 2).mean()
     (grad,) = torch.autograd.grad(loss, start)
     assert grad.norm() < 1e-10
     search = torch.zeros_like(theta, requires_grad=True)
@@ -145,24 +147,24 @@ def test_exact_maml_init_is_the_least_squares_solution_of_the_affine_map():
                               line_search_fn="strong_wolfe")
     def closure():
         lbfgs.zero_grad()
-        value = ((curvature.predict(xq, curvature.adapt({**rule, "theta0": search}, xs, ys, k)[-1]) - yq) ** 2).mean()
+        value = ((update_rules.predict(xq, update_rules.adapt({**rule, "theta0": search}, xs, ys, k)[-1]) - yq) ** 2).mean()
         value.backward()
         return value
     lbfgs.step(closure)
     torch.testing.assert_close(search.detach(), theta, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", curvature.KINDS)
+@pytest.mark.parametrize("kind", update_rules.KINDS)
 def test_step_eigenvalues_are_the_spectrum_of_m_a_for_every_kind_of_rule(setup, kind):
     _, features, tasks = setup
-    rule = curvature.init_rule(torch.zeros(33, dtype=torch.float64), kind, 0.05, 1, rank=3)
+    rule = update_rules.init_rule(torch.zeros(33, dtype=torch.float64), kind, 0.05, 1, rank=3)
     with torch.no_grad():   # move every rule off plain gradient descent so that M is not a multiple of I
         for name, tensor in rule.items():
             if name != "theta0":
                 tensor.add_(0.05 * torch.randn(tensor.shape, dtype=tensor.dtype, generator=torch.Generator().manual_seed(1)))
     x = completion.with_bias(features)[tasks.observed[0]]
     A = (2.0 / len(x)) * x.T @ x
-    expected = torch.linalg.eigvals(curvature.precondition({k: v.detach() for k, v in rule.items()}, 0, A))
+    expected = torch.linalg.eigvals(update_rules.precondition({k: v.detach() for k, v in rule.items()}, 0, A))
     expected = expected[expected.abs() > 1e-8 * expected.abs().max()]
-    got = curvature.step_eigenvalues(rule, features, tasks.select([0]))[0]
+    got = update_rules.step_eigenvalues(rule, features, tasks.select([0]))[0]
     torch.testing.assert_close(torch.sort(got.real).values, torch.sort(expected.real).values, rtol=1e-7, atol=1e-9)
