@@ -3,7 +3,7 @@
 ``first_exercise_cells`` is a backward slice over the notebook's code cells: the set-up cells, and the
 cells whose names the first exercise reads, transitively, so that a test can check that a student version
 stops at its first exercise without minutes of training before it. ``run_first_exercise`` runs that slice
-of the student and of the solution version in fresh kernels.
+once, with the student's and the solution's exercise cells, in one fresh kernel.
 """
 from __future__ import annotations
 
@@ -138,44 +138,57 @@ class ExerciseRun:
     failed_cell: int | None = None  # index in the original notebook
 
 
-def run_cells(nb, cells: list[int], cwd: Path, timeout: int = 1800) -> ExerciseRun:
-    """Execute ``cells`` of ``nb`` (in this order, in one fresh kernel of the kit's environment) and
-    report the first error."""
+def run_cells(cells: list[tuple[object, int]], cwd: Path, timeout: int = 1800) -> list[tuple[str, str] | None]:
+    """Execute the cells ``(notebook, index)`` in this order in one fresh kernel of the kit's environment,
+    going on past errors; returns each cell's error as ``(name, message)``, or None where it passed."""
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 
-    run_nb = copy.deepcopy(nb)
-    run_nb.cells = [copy.deepcopy(nb.cells[i]) for i in cells]
-    client = NotebookClient(run_nb, kernel_name=KERNEL, timeout=timeout, allow_errors=False,
+    run_nb = copy.deepcopy(cells[0][0])
+    run_nb.cells = [copy.deepcopy(nb.cells[i]) for nb, i in cells]
+    client = NotebookClient(run_nb, kernel_name=KERNEL, timeout=timeout, allow_errors=True,
                             resources={"metadata": {"path": str(cwd)}})
     scratch = os.environ.get("METAGEN_RESULTS") or tempfile.mkdtemp(prefix="metagen-exercise-")
-    try:
-        with patch.dict(os.environ, METAGEN_RESULTS=scratch):  # figures and metrics stay out of results/
-            client.execute()
-    except CellExecutionError as e:
-        failed = next((cells[i] for i, c in enumerate(run_nb.cells)
-                       if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        return ExerciseRun(cells, e.ename, e.evalue, failed)
-    return ExerciseRun(cells)
+    with patch.dict(os.environ, METAGEN_RESULTS=scratch):  # figures and metrics stay out of results/
+        client.execute()
+    errors = []
+    for cell in run_nb.cells:
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        errors.append(None if error is None else (error["ename"], error["evalue"]))
+    return errors
+
+
+def _first_error(cells: list[int], errors: list[tuple[str, str] | None]) -> ExerciseRun:
+    failed = next(((i, e) for i, e in zip(cells, errors) if e is not None), None)
+    return ExerciseRun(cells) if failed is None else ExerciseRun(cells, failed[1][0], failed[1][1], failed[0])
 
 
 def run_first_exercise(student_nb, solution_nb, cwd: Path,
                        full: bool = False) -> tuple[ExerciseRun, ExerciseRun]:
     """Run the student and the solution version up to the end of the first exercise, on the same cells.
 
-    The solution run must pass: that proves the chosen cells give the exercise everything it needs, so
-    the student run's error comes from the stub, not from a missing name. If the slice falls short, both
-    run again on every cell up to the exercise.
+    One kernel runs the cells before the exercise (the same in both versions: checked), then the student's
+    solution and test cells, which must stop at nbgrader's stub (in the solution cell, or in the test that
+    calls a stubbed function), then the solution's solution and test cells, which must pass: so the slice
+    gives the exercise everything it needs, and the student's error comes from the stub. A test cell
+    stopped by the stub has at most bound names that the solution's own test cell binds again. That the
+    solution also passes in the notebook's own order is nbval's check of the committed notebook. A
+    solution that fails here means the slice falls short: then it all runs again on every cell up to the
+    exercise.
     """
+    first = exercises(solution_nb)[0]
     cells = first_exercise_cells(solution_nb, full=full)
     if [student_nb.cells[i].cell_type for i in cells] != [solution_nb.cells[i].cell_type for i in cells]:
         raise AssignmentError("the student version's cells do not line up with the solution version's")
-    solution = run_cells(solution_nb, cells, cwd)
+    shared = [i for i in cells if i not in (first.solution, first.test)]
+    differing = [i for i in shared if student_nb.cells[i].source != solution_nb.cells[i].source]
+    if differing:
+        raise AssignmentError(f"cells {differing} before the first exercise differ between the student and "
+                              "the solution version")
+    exercise = [first.solution, first.test]
+    order = ([(student_nb, i) for i in shared + exercise] + [(solution_nb, i) for i in exercise])
+    errors = run_cells(order, cwd)
+    student = _first_error(shared + exercise, errors[:len(shared) + 2])
+    solution = _first_error(shared + exercise, errors[:len(shared)] + errors[-2:])
     if solution.error is not None and not full:
-        cells = first_exercise_cells(solution_nb, full=True)
-        solution = run_cells(solution_nb, cells, cwd)
-    student = run_cells(student_nb, cells, cwd)
+        return run_first_exercise(student_nb, solution_nb, cwd, full=True)
     return student, solution
-
-
-# --- an nbgrader course ---------------------------------------------------------------------------------
