@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metagen_utils.generation import evaluation as fewshot
+from metagen_utils.generation import evaluation as scoring
 
 from metagen_utils.generation import vae as gen
 from metagen_utils.generation.classifier import GlyphClassifier
@@ -20,7 +20,7 @@ def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(
     model = vae()
     support = glyphs(glyph_set, 2, 3)[0]
     within, posterior_var = torch.full((4,), 0.5), torch.full((4,), 0.1)
-    prior = fewshot.support_gaussian(model, params_of(model), support, (within, posterior_var))["prior.bias"]
+    prior = scoring.support_gaussian(model, params_of(model), support, (within, posterior_var))["prior.bias"]
     mu = model(support.flatten(0, 1), "posterior")[:, :4].view(2, 3, 4).mean(1)
     torch.testing.assert_close(prior[:, :4], mu.detach())
     torch.testing.assert_close(prior[:, 4:], torch.full((2, 4), math.log(0.5 * (1 + 1 / 3) + 0.1)))
@@ -29,7 +29,7 @@ def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(
 def test_latent_spread_pools_the_within_class_variance_of_the_posterior_means(glyph_set):
     model = vae()
     images = glyph_set.split("background").select_classes([3, 10, 40])
-    within, posterior_var = fewshot.latent_spread(model, params_of(model), images, classes=3)
+    within, posterior_var = scoring.latent_spread(model, params_of(model), images, classes=3)
     with torch.no_grad():
         stats = model(torch.from_numpy(images.images), "posterior")
     mu, labels = stats[:, :4], torch.from_numpy(images.labels)
@@ -42,7 +42,7 @@ def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set
     model = vae()
     support = glyphs(glyph_set, 2, 3)[0]
     joint = params_of(model)
-    tuned = fewshot.finetune(model, joint, support, steps=8, lr=1e-3, generator=torch.Generator().manual_seed(0))
+    tuned = scoring.finetune(model, joint, support, steps=8, lr=1e-3, generator=torch.Generator().manual_seed(0))
     assert not any(n.startswith(("prior", "context", "decoder.film")) for n in tuned)
     x = gen.pack(support, torch.zeros(2, 3, 1, 4))        # z at the posterior mean: the deterministic part
     with torch.no_grad():
@@ -52,15 +52,15 @@ def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set
 
 
 def untrained_evaluation(glyph_set) -> tuple:
-    """The positional arguments of ``fewshot.evaluate`` for an untrained model, classifier and spread."""
+    """The positional arguments of ``scoring.score_methods`` for an untrained model, classifier and spread."""
     model = vae()
     cfg = adapt_config(inner_steps=1)
     return (model, init_meta_params(model, cfg), params_of(model), cfg, GlyphClassifier(num_classes=3).eval(),
             glyph_set.split("evaluation"), (torch.ones(4), torch.full((4,), 0.1)))
 
 
-def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
-    results = fewshot.evaluate(*untrained_evaluation(glyph_set), k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3,
+def test_score_methods_scores_every_method_on_the_same_class_tasks(glyph_set):
+    results = scoring.score_methods(*untrained_evaluation(glyph_set), k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3,
                                n_samples=2, nll_images=1, is_samples=2)
     assert sorted(results) == [1, 2]
     methods = results[1]
@@ -75,25 +75,25 @@ def test_evaluate_scores_every_method_on_the_same_class_tasks(glyph_set):
     assert (adapted["nll"] <= adapted["nelbo"] + 1e-3).all(), "the IS bound is never looser than the ELBO"
 
 
-def test_evaluate_takes_a_number_of_test_steps_per_shot_count(glyph_set):
+def test_score_methods_takes_a_number_of_test_steps_per_shot_count(glyph_set):
     args = untrained_evaluation(glyph_set)
     small = dict(k_shots=(1, 2), n_episodes=1, n_way=3, n_query=3, n_samples=2, nll_images=1, is_samples=2)
-    mixed = fewshot.evaluate(*args, steps={1: 1, 2: 3}, **small)
+    mixed = scoring.score_methods(*args, steps={1: 1, 2: 3}, **small)
     assert "joint VAE, fine-tuned 1 steps" in mixed[1] and "joint VAE, fine-tuned 12 steps" in mixed[2]
     for k, steps in ((1, 1), (2, 3)):      # each K as if the run had used its number of steps for every K
-        alone = fewshot.evaluate(*args, steps=steps, **small)[k]
+        alone = scoring.score_methods(*args, steps=steps, **small)[k]
         for name in alone:
             for key in ("nll", "fidelity"):
                 np.testing.assert_array_equal(mixed[k][name][key], alone[name][key], err_msg=f"K={k} {name} {key}")
     with pytest.raises(ConfigError, match=r"gives no number of steps for K = \[2\]"):
-        fewshot.evaluate(*args, steps={1: 1}, **small)
+        scoring.score_methods(*args, steps={1: 1}, **small)
 
 
-def test_evaluate_scores_fidelity_and_diversity_at_lower_temperatures_from_the_same_noise(glyph_set):
+def test_score_methods_scores_fidelity_and_diversity_at_lower_temperatures_from_the_same_noise(glyph_set):
     args = untrained_evaluation(glyph_set)
     small = dict(k_shots=(1,), n_episodes=1, n_way=3, n_query=3, n_samples=3, nll_images=1, is_samples=2)
-    plain = fewshot.evaluate(*args, **small)[1]
-    cooled = fewshot.evaluate(*args, temperatures=(0.0, 0.5), **small)[1]
+    plain = scoring.score_methods(*args, **small)[1]
+    cooled = scoring.score_methods(*args, temperatures=(0.0, 0.5), **small)[1]
     for name, scores in cooled.items():
         for key in ("nll", "fidelity", "diversity"):   # extra temperatures leave the τ = 1 numbers alone
             np.testing.assert_array_equal(scores[key], plain[name][key], err_msg=f"{name} {key}")
@@ -106,25 +106,25 @@ def test_evaluate_scores_fidelity_and_diversity_at_lower_temperatures_from_the_s
     assert np.abs(cooled["joint VAE, N(0, I) prior"]["temperatures"][0.0]["diversity"]).max() < 1e-4
     assert (plain["joint VAE, N(0, I) prior"]["diversity"] > 1e-3).all()
     with pytest.raises(ConfigError, match=r"temperatures=\(1.0,\); expected a list of numbers in \[0, 1\)"):
-        fewshot.evaluate(*args, temperatures=(1.0,), **small)
+        scoring.score_methods(*args, temperatures=(1.0,), **small)
 
 
 @pytest.mark.parametrize("bad", [[1.0], [-0.1], [0.5, 2], ["0.5"], "0.5", [float("nan")]])
 def test_check_temperatures_names_a_bad_list_before_any_work(bad):
     with pytest.raises(ConfigError, match=r"temperatures=.*expected a list of numbers in \[0, 1\)"):
-        fewshot.check_temperatures(bad)
+        scoring.check_temperatures(bad)
 
 
 def test_check_temperatures_accepts_numbers_below_one_and_an_empty_list():
     for good in ([], (), [0.0, 0.4, 0.99], [0]):
-        fewshot.check_temperatures(good)
+        scoring.check_temperatures(good)
 
 
-def test_evaluate_adapted_gives_evaluate_s_adapted_scores_without_the_baselines(glyph_set):
+def test_score_adapted_gives_score_methods_s_adapted_scores_without_the_baselines(glyph_set):
     model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
     small = dict(k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, steps={1: 1, 2: 2}, seed=3)
-    everything = fewshot.evaluate(*untrained_evaluation(glyph_set), nll_images=1, is_samples=2, **small)
-    alone = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **small)
+    everything = scoring.score_methods(*untrained_evaluation(glyph_set), nll_images=1, is_samples=2, **small)
+    alone = scoring.score_adapted(model, meta, cfg, classifier, images, **small)
     assert sorted(alone) == [1, 2]
     for k in (1, 2):
         expected = everything[k]["meta-learned, adapted"]
@@ -134,7 +134,7 @@ def test_evaluate_adapted_gives_evaluate_s_adapted_scores_without_the_baselines(
         torch.testing.assert_close(alone[k]["samples"], expected["samples"], rtol=0, atol=0)
         assert alone[k]["frechet"] == expected["frechet"]
     # another seed draws other tasks and noise: the equality above is not an accident of constant output
-    other = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **{**small, "seed": 4})
+    other = scoring.score_adapted(model, meta, cfg, classifier, images, **{**small, "seed": 4})
     assert not torch.equal(other[1]["samples"], alone[1]["samples"])
 
 
@@ -142,28 +142,28 @@ def test_decode_latents_decodes_the_adapted_prior_s_draws_as_sample_does(glyph_s
     model, cfg = vae(), adapt_config(adapt=("context", "decoder.up"))
     meta = init_meta_params(model, cfg)
     adapted = gen.adapt(model, meta, glyphs(glyph_set, 3, 2)[0], cfg, torch.Generator().manual_seed(0))
-    mean, logvar = fewshot._task_prior(model, meta, adapted, 3)
+    mean, logvar = scoring._task_prior(model, meta, adapted, 3)
     for t in range(3):     # [m; s] = W c + b with each task's adapted c
         by_hand = meta["prior.weight"] @ adapted["context"][t] + meta["prior.bias"]
         torch.testing.assert_close(torch.cat([mean[t], logvar[t]]), by_hand.detach())
     noise = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(1))
     latents = mean[:, None] + (0.5 * logvar).exp()[:, None] * noise
-    decoded = fewshot.decode_latents(model, meta, adapted, latents)
+    decoded = scoring.decode_latents(model, meta, adapted, latents)
     sampled = gen.sample(model, meta, adapted, 4, torch.Generator().manual_seed(1))
     torch.testing.assert_close(decoded, sampled, rtol=1e-4, atol=1e-4)     # z computed outside vmap here
     # each task decodes with its own adapted layer and c: other tasks' give other images
     swapped = {n: t.roll(1, 0) for n, t in adapted.items()}
-    assert not torch.allclose(fewshot.decode_latents(model, meta, swapped, latents), decoded)
+    assert not torch.allclose(scoring.decode_latents(model, meta, swapped, latents), decoded)
 
 
-def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set):
+def test_score_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set):
     model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
     small = dict(k_shots=(1, 2), n_episodes=2, n_way=3, n_query=3, n_samples=2, seed=3)
-    plain = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, **small)
-    broken = fewshot.evaluate_adapted(model, meta, cfg, classifier, images, breakdown=True, **small)
-    supports, query, _ = fewshot._class_tasks(model, classifier, images, 2, 2, 3, 3, 3)
+    plain = scoring.score_adapted(model, meta, cfg, classifier, images, **small)
+    broken = scoring.score_adapted(model, meta, cfg, classifier, images, breakdown=True, **small)
+    supports, query, _ = scoring._class_tasks(model, classifier, images, 2, 2, 3, 3, 3)
     for k in (1, 2):
-        assert "breakdown" not in plain[k] and list(broken[k]["breakdown"]) == list(fewshot.BREAKDOWN)
+        assert "breakdown" not in plain[k] and list(broken[k]["breakdown"]) == list(scoring.BREAKDOWN)
         torch.testing.assert_close(broken[k]["samples"], plain[k]["samples"], rtol=0, atol=0)
         first = broken[k]["breakdown"]["adapted prior"]
         for key in ("fidelity", "diversity"):
@@ -171,7 +171,7 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
         assert all(row["fidelity"].shape == (6,) for row in broken[k]["breakdown"].values())
         # mean_error: the adapted prior mean against the mean of the query images' posterior means
         adapted = gen.adapt(model, meta, supports[:, :k], cfg, torch.Generator().manual_seed(3000 + 10 * k))
-        prior_mean = fewshot._task_prior(model, meta, adapted, 6)[0]
+        prior_mean = scoring._task_prior(model, meta, adapted, 6)[0]
         held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()      # [T, Q, L]
         np.testing.assert_allclose(broken[k]["mean_error"],
                                    ((prior_mean - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
@@ -191,16 +191,16 @@ def test_evaluate_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set
 def test_fidelity_breakdown_rows_decode_the_latents_they_name(glyph_set, monkeypatch):
     """Each row's decoder is fed its own centre plus its spread times the shared noise ε."""
     model, meta, _, cfg, classifier, images, _ = untrained_evaluation(glyph_set)
-    supports, query, query_feats = fewshot._class_tasks(model, classifier, images, 2, 2, 3, 3, 0)
+    supports, query, query_feats = scoring._class_tasks(model, classifier, images, 2, 2, 3, 3, 0)
     adapted = gen.adapt(model, meta, supports, cfg, torch.Generator().manual_seed(0))
     fed = []
-    decode = fewshot.decode_latents
-    monkeypatch.setattr(fewshot, "decode_latents", lambda *args: fed.append(args[3]) or decode(*args))
+    decode = scoring.decode_latents
+    monkeypatch.setattr(scoring, "decode_latents", lambda *args: fed.append(args[3]) or decode(*args))
     noise = torch.randn(6, 5, 4, generator=torch.Generator().manual_seed(1))
-    rows, _ = fewshot.fidelity_breakdown(model, meta, adapted, supports, query, query_feats, classifier, 3, noise)
-    assert list(rows) == list(fewshot.BREAKDOWN[1:]) and len(fed) == len(rows)
+    rows, _ = scoring.fidelity_breakdown(model, meta, adapted, supports, query, query_feats, classifier, 3, noise)
+    assert list(rows) == list(scoring.BREAKDOWN[1:]) and len(fed) == len(rows)
     fed = dict(zip(rows, fed))
-    mean, logvar = fewshot._task_prior(model, meta, adapted, 6)
+    mean, logvar = scoring._task_prior(model, meta, adapted, 6)
     spread = (0.5 * logvar).exp()[:, None]
     encoded = gen.per_task(model, meta, adapted, supports, "posterior")[..., :4].detach()
     held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()

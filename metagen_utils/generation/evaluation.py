@@ -2,7 +2,7 @@
 
 Baselines start from the jointly trained, class-agnostic VAE of :mod:`metagen_utils.generation.vae`: its
 N(0, I) prior; a Gaussian prior fitted to the support images' posterior means; fine-tuning on the K
-support images. :func:`evaluate` runs every method on the same unseen-class episodes and reports query
+support images. :func:`score_methods` runs every method on the same unseen-class episodes and reports query
 −ELBO and importance-sampled NLL (nats per image), class fidelity, diversity and the Fréchet distance in
 a glyph classifier's feature space. Models may sit on any device; random numbers are drawn on the CPU
 (the same on every device) and results come back on the CPU.
@@ -82,7 +82,7 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
 
 # --- Evaluation -----------------------------------------------------------------------------------
 
-def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
+def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
              images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
              n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
              is_samples: int = 16, steps: int | Mapping[int, int] | None = None, finetune_lr: float = 3e-4,
@@ -143,15 +143,15 @@ def evaluate(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: Met
     return results
 
 
-def evaluate_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig, classifier: nn.Module,
+def score_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig, classifier: nn.Module,
                      images: ImageSet, k_shots: Sequence[int] = (1, 5), n_episodes: int = 40, n_way: int = 5,
                      n_query: int = 15, n_samples: int = 10, steps: int | Mapping[int, int] | None = None,
                      breakdown: bool = False, seed: int = 0) -> dict[int, dict]:
-    """The meta-learned model alone, adapted and sampled exactly as :func:`evaluate` does it (the same
+    """The meta-learned model alone, adapted and sampled exactly as :func:`score_methods` does it (the same
     class-tasks, the same noise, so the same numbers), without likelihoods or baselines: a few seconds
     instead of minutes, for weights trained elsewhere (:mod:`metagen_utils.generation.pretrained`).
     Returns ``{K: {"fidelity", "diversity", "frechet", "samples", "features", "reference_features"}}`` as
-    in :func:`evaluate`'s ``"meta-learned, adapted"`` entry; with ``breakdown``, also ``"breakdown"``
+    in :func:`score_methods`'s ``"meta-learned, adapted"`` entry; with ``breakdown``, also ``"breakdown"``
     (:data:`BREAKDOWN`'s rows), ``"mean_error"``, ``"support_error"`` and ``"class_scatter"`` from
     :func:`fidelity_breakdown`."""
     supports, query, query_feats = _class_tasks(model, classifier, images, max(k_shots), n_episodes, n_way,
@@ -259,7 +259,7 @@ def _random_numbers(seed: int, k: int):
 
 
 def check_temperatures(temperatures: Sequence[float]) -> None:
-    """Refuse sampling temperatures outside [0, 1) for :func:`evaluate` (τ = 1 is always scored), before
+    """Refuse sampling temperatures outside [0, 1) for :func:`score_methods` (τ = 1 is always scored), before
     any training is spent on a run that would fail at its end."""
     if isinstance(temperatures, (str, bytes)) or any(
             not isinstance(t, (int, float)) or not 0 <= t < 1 for t in temperatures):
@@ -274,7 +274,7 @@ def steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int]
     if isinstance(steps, Mapping):
         missing = [k for k in k_shots if k not in steps]
         if missing:
-            raise ConfigError(f"evaluate: steps={dict(steps)!r} gives no number of steps for K = {missing}")
+            raise ConfigError(f"score_methods: steps={dict(steps)!r} gives no number of steps for K = {missing}")
         return {k: steps[k] for k in k_shots}
     return {k: steps for k in k_shots}
 
