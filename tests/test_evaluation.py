@@ -21,7 +21,7 @@ def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(
     support = glyphs(glyph_set, 2, 3)[0]
     within, posterior_var = torch.full((4,), 0.5), torch.full((4,), 0.1)
     prior = scoring.support_gaussian(model, params_of(model), support, (within, posterior_var))["prior.bias"]
-    mu = model(support.flatten(0, 1), "posterior")[:, :4].view(2, 3, 4).mean(1)
+    mu = model.posterior(support.flatten(0, 1))[:, :4].view(2, 3, 4).mean(1)
     torch.testing.assert_close(prior[:, :4], mu.detach())
     torch.testing.assert_close(prior[:, 4:], torch.full((2, 4), math.log(0.5 * (1 + 1 / 3) + 0.1)))
 
@@ -31,7 +31,7 @@ def test_latent_spread_pools_the_within_class_variance_of_the_posterior_means(gl
     images = glyph_set.split("background").select_classes([3, 10, 40])
     within, posterior_var = scoring.latent_spread(model, params_of(model), images, classes=3)
     with torch.no_grad():
-        stats = model(torch.from_numpy(images.images), "posterior")
+        stats = model.posterior(torch.from_numpy(images.images))
     mu, labels = stats[:, :4], torch.from_numpy(images.labels)
     squares = sum(((mu[labels == c] - mu[labels == c].mean(0)) ** 2).sum(0) for c in range(3))
     torch.testing.assert_close(within, squares / (len(mu) - 3))
@@ -44,10 +44,10 @@ def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set
     joint = params_of(model)
     tuned = scoring.finetune(model, joint, support, steps=8, lr=1e-3, generator=torch.Generator().manual_seed(0))
     assert not any(n.startswith(("prior", "context", "decoder.film")) for n in tuned)
-    x = gen.pack(support, torch.zeros(2, 3, 1, 4))        # z at the posterior mean: the deterministic part
+    noise = torch.zeros(2, 3, 1, 4)                       # z at the posterior mean: the deterministic part
     with torch.no_grad():
-        before = gen.per_task(model, joint, {}, x, "nelbo").mean(1)
-        after = gen.per_task(model, joint, tuned, x, "nelbo").mean(1)
+        before = gen.per_task(model, joint, {}, "forward", support, noise).mean(1)
+        after = gen.per_task(model, joint, tuned, "forward", support, noise).mean(1)
     assert torch.all(after < before)
 
 
@@ -142,7 +142,7 @@ def test_decode_latents_decodes_the_adapted_prior_s_draws_as_sample_does(glyph_s
     model, cfg = vae(), adapt_config(adapt=("context", "decoder.up"))
     meta = init_meta_params(model, cfg)
     adapted = gen.adapt(model, meta, glyphs(glyph_set, 3, 2)[0], cfg, torch.Generator().manual_seed(0))
-    mean, logvar = scoring._task_prior(model, meta, adapted, 3)
+    mean, logvar = scoring._task_prior(model, meta, adapted)
     for t in range(3):     # [m; s] = W c + b with each task's adapted c
         by_hand = meta["prior.weight"] @ adapted["context"][t] + meta["prior.bias"]
         torch.testing.assert_close(torch.cat([mean[t], logvar[t]]), by_hand.detach())
@@ -171,14 +171,14 @@ def test_score_adapted_breaks_its_fidelity_down_without_changing_it(glyph_set):
         assert all(row["fidelity"].shape == (6,) for row in broken[k]["breakdown"].values())
         # mean_error: the adapted prior mean against the mean of the query images' posterior means
         adapted = gen.adapt(model, meta, supports[:, :k], cfg, torch.Generator().manual_seed(3000 + 10 * k))
-        prior_mean = scoring._task_prior(model, meta, adapted, 6)[0]
-        held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()      # [T, Q, L]
+        prior_mean = scoring._task_prior(model, meta, adapted)[0]
+        held_out = gen.per_task(model, meta, adapted, "posterior", query)[..., :4].detach()      # [T, Q, L]
         np.testing.assert_allclose(broken[k]["mean_error"],
                                    ((prior_mean - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
         np.testing.assert_allclose(broken[k]["class_scatter"], (held_out.std(1) ** 2).mean(-1).sqrt().numpy(),
                                    rtol=1e-6)
         # support_error: the support images' own mean posterior mean against the same class mean
-        encoded = gen.per_task(model, meta, adapted, supports[:, :k], "posterior")[..., :4].detach().mean(1)
+        encoded = gen.per_task(model, meta, adapted, "posterior", supports[:, :k])[..., :4].detach().mean(1)
         np.testing.assert_allclose(broken[k]["support_error"],
                                    ((encoded - held_out.mean(1)) ** 2).mean(-1).sqrt().numpy(), rtol=1e-6)
         assert all((broken[k][key] > 0).all() for key in ("mean_error", "support_error", "class_scatter"))
@@ -200,10 +200,10 @@ def test_fidelity_breakdown_rows_decode_the_latents_they_name(glyph_set, monkeyp
     rows, _ = scoring.fidelity_breakdown(model, meta, adapted, supports, query, query_feats, classifier, 3, noise)
     assert list(rows) == list(scoring.BREAKDOWN[1:]) and len(fed) == len(rows)
     fed = dict(zip(rows, fed))
-    mean, logvar = scoring._task_prior(model, meta, adapted, 6)
+    mean, logvar = scoring._task_prior(model, meta, adapted)
     spread = (0.5 * logvar).exp()[:, None]
-    encoded = gen.per_task(model, meta, adapted, supports, "posterior")[..., :4].detach()
-    held_out = gen.per_task(model, meta, adapted, query, "posterior")[..., :4].detach()
+    encoded = gen.per_task(model, meta, adapted, "posterior", supports)[..., :4].detach()
+    held_out = gen.per_task(model, meta, adapted, "posterior", query)[..., :4].detach()
     m_star, sd_star = held_out.mean(1, keepdim=True), held_out.std(1, keepdim=True)
     expected = {"support, encoded and decoded": encoded,
                 "support mean, adapted spread": encoded.mean(1, keepdim=True) + spread * noise,

@@ -5,8 +5,8 @@
 ``classifier`` (the glyph classifier behind fidelity, diversity and the Fréchet distance),
 ``pretrained`` (the committed full-profile weights).
 """
-from .vae import (ConditionalVAE, adapt, adapt_and_sample, pack, query_scores, sample, task_batch,
-                  train_class_contexts, train_joint)
+from .vae import (ConditionalVAE, adapt, adapt_and_sample, call, mean_loss, per_task, query_scores, sample,
+                  task_batch, train_class_contexts, train_joint)
 
-__all__ = ["ConditionalVAE", "adapt", "adapt_and_sample", "pack", "query_scores", "sample", "task_batch",
-           "train_class_contexts", "train_joint"]
+__all__ = ["ConditionalVAE", "adapt", "adapt_and_sample", "call", "mean_loss", "per_task", "query_scores", "sample",
+           "task_batch", "train_class_contexts", "train_joint"]

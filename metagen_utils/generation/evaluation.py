@@ -19,8 +19,8 @@ from torch.func import vmap
 
 from .classifier import diversity, features, fidelity_from_features, frechet_distance
 from ..data.images import ImageSet
-from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, mean_loss, pack, per_task,
-                         query_scores, sample)
+from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, mean_loss, per_task,
+                  query_scores, sample)
 from ..errors import ConfigError
 from ..meta.maml import MetaConfig, inner_loop
 from ..data.episodes import EpisodeSampler
@@ -38,7 +38,7 @@ def latent_spread(model: ConditionalVAE, joint: Params, images: ImageSet, classe
     keep = torch.isin(torch.from_numpy(images.labels), chosen)
     x, labels = torch.from_numpy(images.images)[keep], torch.from_numpy(images.labels)[keep]
     with torch.no_grad():
-        mu, logvar = call(model, joint, x.to(model.context.device), "posterior").cpu().chunk(2, dim=-1)
+        mu, logvar = call(model, joint, "posterior", x.to(model.context.device)).cpu().chunk(2, dim=-1)
     _, inverse = labels.unique(return_inverse=True)
     counts = torch.bincount(inverse).float()[:, None]
     class_means = torch.zeros(len(counts), mu.shape[1]).index_add_(0, inverse, mu) / counts
@@ -54,7 +54,7 @@ def support_gaussian(model: ConditionalVAE, joint: Params, support: Tensor,
     (c = 0 in the joint VAE, so the prior is its bias)."""
     within, posterior_var = (t.to(support.device) for t in spread)
     with torch.no_grad():
-        mu = call(model, joint, support.flatten(0, 1), "posterior")[:, :model.latent_dim]
+        mu = call(model, joint, "posterior", support.flatten(0, 1))[:, :model.latent_dim]
     mean = mu.view(*support.shape[:2], -1).mean(1)
     var = within * (1 + 1 / support.shape[1]) + posterior_var
     return {"prior.bias": torch.cat([mean, var.log().expand_as(mean)], dim=-1)}
@@ -68,15 +68,14 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
     shared = {n: t.detach() for n, t in joint.items() if n not in names}
     start = {n: joint[n].detach() for n in names}
     noise = torch.randn(support.shape[0], steps, support.shape[1], 1, model.latent_dim,
-                        generator=generator).to(support.device)
-    x = pack(support[:, None].expand(-1, steps, -1, -1, -1, -1), noise)          # [T, steps, K, 784 + L]
+                        generator=generator).to(support.device)                  # [T, steps, K, 1, L]
 
-    def one_task(xs: Tensor) -> Params:     # xs: [steps, K, 784 + L], fresh noise at every step
-        tuned = inner_loop(model, {**shared, **start}, lambda step: xs[step], None, mean_loss, steps, lr,
-                           adapt=names, optimizer="adam")
+    def one_task(images: Tensor, eps: Tensor) -> Params:     # fresh noise eps[step] at every step
+        tuned = inner_loop(model, {**shared, **start}, lambda step: (images, eps[step]), None, mean_loss, steps,
+                           lr, adapt=names, optimizer="adam")
         return {n: tuned[n] for n in names}
     with torch.no_grad():
-        parts = [vmap(one_task)(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+        parts = [vmap(one_task)(support[i:i + chunk], noise[i:i + chunk]) for i in range(0, len(support), chunk)]
     return {n: torch.cat([p[n] for p in parts]) for n in names}
 
 
@@ -204,10 +203,10 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
     class's mean, and how far the class's own images scatter around it).
     """
     latent = model.latent_dim
-    mean, logvar = _task_prior(model, meta_params, adapted, len(support))                        # [T, L] each
+    mean, logvar = _task_prior(model, meta_params, adapted)                      # [T, L] each
     with torch.no_grad():
-        held_out = per_task(model, meta_params, adapted, query, "posterior")[..., :latent]      # [T, Q, L]
-        encoded = per_task(model, meta_params, adapted, support, "posterior")[..., :latent]     # [T, K, L]
+        held_out = per_task(model, meta_params, adapted, "posterior", query)[..., :latent]      # [T, Q, L]
+        encoded = per_task(model, meta_params, adapted, "posterior", support)[..., :latent]     # [T, K, L]
     held_mean, held_sd = held_out.mean(1)[:, None], held_out.std(1)[:, None]
     support_mean = encoded.mean(1)[:, None]
     spread, noise = (0.5 * logvar).exp()[:, None], noise.to(mean.device)
@@ -226,19 +225,18 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
 
 def decode_latents(model: ConditionalVAE, params: Params, adapted_params: Params, latents: Tensor) -> Tensor:
     """Bernoulli means ``[T, n, 1, 28, 28]`` of given latents ``[T, n, latent_dim]``, each task's decoded by
-    its own (adapted) decoder and c: ``"decode"`` mode with the prior swapped for N(0, I), so z = ε."""
+    its own (adapted) decoder and c: the model's ``decode`` with the prior swapped for N(0, I), so z = ε."""
     standard = {n: torch.zeros(len(latents), *params[n].shape, device=latents.device)
                 for n in ("prior.weight", "prior.bias")}
     with torch.no_grad():
-        return per_task(model, params, {**adapted_params, **standard}, latents, "decode")
+        return per_task(model, params, {**adapted_params, **standard}, "decode", latents)
 
 
-def _task_prior(model: ConditionalVAE, params: Params, adapted_params: Params, tasks: int) -> tuple[Tensor, Tensor]:
-    """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: the model's ``"prior"`` with
-    the task's adapted tensors where it has them."""
+def _task_prior(model: ConditionalVAE, params: Params, adapted_params: Params) -> tuple[Tensor, Tensor]:
+    """(mean, log-variance) of each task's p(z | c), ``[T, latent_dim]`` each: the model's ``prior_params``
+    with the task's adapted tensors where it has them."""
     with torch.no_grad():
-        prior = per_task(model, params, adapted_params, torch.zeros(tasks, device=model.context.device), "prior")
-    return prior.chunk(2, dim=-1)
+        return per_task(model, params, adapted_params, "prior_params")
 
 
 def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet, k_max: int, n_episodes: int,

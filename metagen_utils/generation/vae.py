@@ -19,8 +19,8 @@ class-agnostic VAE (:func:`train_joint`), which the baselines start from and met
 (:func:`metagen_utils.generation.meta_vae.meta_model`, trained by :func:`metagen_utils.training.loop.fit`) continues from;
 optionally after giving every background class a context of its own (:func:`train_class_contexts`).
 
-Randomness is an input, never drawn inside ``forward``: the reparameterisation noise travels packed
-beside the images (:func:`pack`), so a task's loss is a pure function of its tensors, which
+Randomness is an input, never drawn inside the model: the reparameterisation noise is an argument beside
+the images (``model(images, noise)``), so a task's loss is a pure function of its tensors, which
 ``torch.func.vmap`` over tasks needs, and one seed gives one set of numbers.
 
 Likelihood: Bernoulli on [0, 1] pixels summed over the 28×28 image, in nats per image (the form of the
@@ -28,7 +28,7 @@ conditional-NLL table in Generative Matching Networks, Bartunov & Vetrov, 2018).
 cross-entropy rather than a normalised density: compare these numbers with each other only.
 
 One module of about 400 lines: the model, its adaptation and sampling and its joint training all read
-the same packing of images and noise and the same parameter names; split, each part would import the
+the same inputs (images and noise) and the same parameter names; split, each part would import the
 others' internals.
 """
 from __future__ import annotations
@@ -49,7 +49,6 @@ from ..data.episodes import EpisodeSampler
 
 IMAGE_SHAPE = (1, 28, 28)
 PIXELS = 28 * 28
-MODES = ("nelbo", "log_weights", "decode", "posterior", "prior")
 
 
 class Encoder(nn.Module):
@@ -119,17 +118,17 @@ class Decoder(nn.Module):
 class ConditionalVAE(nn.Module):
     """The conditional-prior VAE for 1×28×28 images in [0, 1] (ink = 1).
 
-    ``forward(x, mode)`` runs one of five computations, so that ``functional_call`` can run each with
-    any parameter dict (a task's adapted one included):
+    ``model(images, noise)`` is the loss the inner loop adapts on: the negative ELBO per image. The other
+    computations are methods; :func:`call` and :func:`per_task` run any of them with another parameter
+    dict (a task's adapted one):
 
-    * ``"nelbo"`` — x = :func:`pack` (images, noise ``[n, S, latent_dim]``) → negative ELBO per image
-      ``[n]`` in nats: S-sample reconstruction term + analytic KL(q(z|x, c) ‖ p(z|c)). The default, and
-      the loss :mod:`metagen_utils.meta` adapts with.
-    * ``"log_weights"`` — packed x → log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``.
-    * ``"decode"`` — x = standard-normal noise ``[n, latent_dim]`` → z = m + e^{s/2} ε ~ p(z | c) →
+    * ``forward(images, noise)`` — images ``[n, 1, 28, 28]``, noise ``[n, S, latent_dim]`` → −ELBO per
+      image ``[n]`` in nats: S-sample reconstruction term + analytic KL(q(z|x, c) ‖ p(z|c)).
+    * ``log_weights(images, noise)`` → log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``.
+    * ``decode(noise)`` — standard-normal noise ``[n, latent_dim]`` → z = m + e^{s/2} ε ~ p(z | c) →
       Bernoulli means ``[n, 1, 28, 28]``.
-    * ``"posterior"`` — x = images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
-    * ``"prior"`` — x unused → [m; s] of p(z | c), ``[2 · latent_dim]`` (a task's, under its parameters).
+    * ``posterior(images)`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``.
+    * ``prior_params()`` → (m, s) of p(z | c), ``[latent_dim]`` each.
     """
 
     def __init__(self, latent_dim: int = 16, context_dim: int = 16, width: int = 16, blocks: int = 0) -> None:
@@ -157,31 +156,41 @@ class ConditionalVAE(nn.Module):
         """(mean, log-variance) of p(z | c), each ``[latent_dim]``: [m; s] = W c + b."""
         return self.prior(self.context).chunk(2)
 
-    def forward(self, x: Tensor, mode: str = "nelbo") -> Tensor:
-        if mode == "posterior":
-            return self.encoder(x, self.context)
-        if mode == "prior":
-            return torch.cat(self.prior_params())
-        if mode == "decode":
-            mean, logvar = self.prior_params()
-            return torch.sigmoid(self.decoder(mean + (0.5 * logvar).exp() * x, self.context))
-        if mode not in MODES:
-            raise ConfigError(f"ConditionalVAE: mode={mode!r}; expected one of {MODES}")
-        images, noise = unpack(x, self.latent_dim)                       # [n, 1, 28, 28], [n, S, L]
+    def posterior(self, images: Tensor) -> Tensor:
+        """images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), concatenated: ``[n, 2 · latent_dim]``."""
+        return self.encoder(images, self.context)
+
+    def decode(self, noise: Tensor) -> Tensor:
+        """noise ε ``[n, latent_dim]`` → z = m + e^{s/2} ε ~ p(z | c) → Bernoulli means ``[n, 1, 28, 28]``."""
+        mean, logvar = self.prior_params()
+        return torch.sigmoid(self.decoder(mean + (0.5 * logvar).exp() * noise, self.context))
+
+    def forward(self, images: Tensor, noise: Tensor) -> Tensor:
+        """−ELBO per image ``[n]`` (nats) of images ``[n, 1, 28, 28]`` with reparameterisation noise
+        ``[n, S, latent_dim]``: the S-sample reconstruction term plus the analytic KL to p(z | c)."""
+        mu, logvar, _, log_px = self._reconstruct(images, noise)
+        prior_mean, prior_logvar = self.prior_params()
+        kl = 0.5 * (prior_logvar - logvar - 1 + (logvar.exp() + (mu - prior_mean) ** 2)
+                    / prior_logvar.exp()).sum(-1)
+        return -log_px.mean(1) + kl
+
+    def log_weights(self, images: Tensor, noise: Tensor) -> Tensor:
+        """log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``: the importance weights of the IS-NLL."""
+        mu, logvar, z, log_px = self._reconstruct(images, noise)
+        prior_mean, prior_logvar = self.prior_params()
+        return log_px + _log_normal(z, prior_mean, prior_logvar) - _log_normal(z, mu[:, None], logvar[:, None])
+
+    def _reconstruct(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(μ, log σ² ``[n, L]``, z = μ + σ ε ``[n, S, L]``, log p(x | z, c) ``[n, S]``)."""
+        if images.shape[1:] != IMAGE_SHAPE or noise.shape[::2] != (len(images), self.latent_dim):
+            raise DataError(f"ConditionalVAE: expected images [n, 1, 28, 28] and noise [n, S, {self.latent_dim}]; "
+                            f"found {tuple(images.shape)} and {tuple(noise.shape)}")
         mu, logvar = self.encoder(images, self.context).chunk(2, dim=-1)
         z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
         logits = self.decoder(z.flatten(0, 1), self.context)
         target = images[:, None].expand(-1, noise.shape[1], -1, -1, -1).flatten(0, 1)
         log_px = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum((1, 2, 3))
-        log_px = log_px.view(noise.shape[:2])                            # [n, S]
-        prior_mean, prior_logvar = self.prior_params()
-        if mode == "nelbo":
-            kl = 0.5 * (prior_logvar - logvar - 1 + (logvar.exp() + (mu - prior_mean) ** 2)
-                        / prior_logvar.exp()).sum(-1)
-            return -log_px.mean(1) + kl
-        log_prior = _log_normal(z, prior_mean, prior_logvar)
-        log_posterior = _log_normal(z, mu[:, None], logvar[:, None])
-        return log_px + log_prior - log_posterior
+        return mu, logvar, z, log_px.view(noise.shape[:2])
 
 
 def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -189,53 +198,66 @@ def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
 
 
-def pack(images: Tensor, noise: Tensor) -> Tensor:
-    """images ``[..., n, 1, 28, 28]`` and noise ``[..., n, S, L]`` → one input ``[..., n, 784 + S·L]``."""
-    if images.shape[-3:] != IMAGE_SHAPE or images.shape[:-3] != noise.shape[:-2]:
-        raise DataError(f"pack: expected images [..., n, 1, 28, 28] and noise [..., n, S, L] with the same "
-                        f"leading shape; found {tuple(images.shape)} and {tuple(noise.shape)}")
-    return torch.cat([images.flatten(-3), noise.flatten(-2)], dim=-1)
-
-
-def unpack(x: Tensor, latent_dim: int) -> tuple[Tensor, Tensor]:
-    """Inverse of :func:`pack` for ``[n, 784 + S·L]``: (images ``[n, 1, 28, 28]``, noise ``[n, S, L]``)."""
-    if x.shape[-1] <= PIXELS or (x.shape[-1] - PIXELS) % latent_dim:
-        raise DataError(f"unpack: found width {x.shape[-1]}, expected 784 + S × {latent_dim} "
-                        "(images and noise packed by generation.pack)")
-    return x[:, :PIXELS].reshape(-1, *IMAGE_SHAPE), x[:, PIXELS:].reshape(len(x), -1, latent_dim)
-
-
-def mean_loss(nelbo: Tensor, images: Tensor) -> Tensor:
-    """The ``loss_fn`` for :mod:`metagen_utils.meta`: the mean of the model's −ELBO per image (the images
-    themselves arrive packed in the model's input)."""
+def mean_loss(nelbo: Tensor, target: object = None) -> Tensor:
+    """The ``loss_fn`` for :mod:`metagen_utils.meta`: the mean of the model's −ELBO per image (the model
+    scores its own input images, so ``target`` is not read)."""
     return nelbo.mean()
 
 
 def task_batch(support: Tensor, query: Tensor, latent_dim: int, generator: torch.Generator,
                samples: int = 1) -> TaskBatch:
-    """A :class:`TaskBatch` for meta.py from support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]``,
-    with fresh noise ``samples`` per image packed beside each image."""
-    def noisy(images: Tensor) -> Tensor:
+    """A :class:`TaskBatch` for meta.py from support ``[T, K, 1, 28, 28]`` and query ``[T, Q, 1, 28, 28]``:
+    each side's model input is (images, fresh noise ``[T, n, samples, latent_dim]``)."""
+    def noisy(images: Tensor) -> tuple[Tensor, Tensor]:
         # Noise from a CPU generator, moved to the images' device: the same numbers on every device.
         noise = torch.randn(*images.shape[:2], samples, latent_dim, generator=generator)
-        return pack(images, noise.to(images.device))
+        return images, noise.to(images.device)
     return TaskBatch(noisy(support), support, noisy(query), query)
 
 
-def call(model: ConditionalVAE, params: Params, x: Tensor, mode: str = "nelbo") -> Tensor:
-    """``model(x, mode)`` run with ``params`` (a full dict name → tensor; learned rates are ignored)."""
-    return functional_call(model, {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)},
-                           (x,), {"mode": mode})
+class _Method(nn.Module):
+    """``module.<name>`` as a module's ``forward``: ``torch.func.functional_call`` runs only ``forward``,
+    and this wrapper lets it run the model's other methods with a task's parameters."""
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        super().__init__()
+        self.module, self.name = module, name
+
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return getattr(self.module, self.name)(*inputs)
 
 
-def per_task(model: ConditionalVAE, params: Params, adapted_params: Params, x: Tensor, mode: str,
-             chunk: int = 16) -> Tensor:
-    """:func:`call` for every task: ``adapted_params`` ``{name: [T, *shape]}`` override ``params`` per task,
-    x: ``[T, ...]``. Tasks run vmapped, ``chunk`` at a time to bound memory."""
-    def one(adapted: Params, xi: Tensor) -> Tensor:
-        return call(model, {**params, **adapted}, xi, mode)
-    outs = [vmap(one)({n: t[i:i + chunk] for n, t in adapted_params.items()}, x[i:i + chunk])
-            for i in range(0, len(x), chunk)]
+def call(model: ConditionalVAE, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+    """``model.<method>(*inputs)`` run with ``params`` (a full dict name → tensor; learned rates are
+    ignored). ``call(model, params, "forward", images, noise)`` is ``model(images, noise)`` under
+    ``params``; ``"posterior"``, ``"decode"``, ``"log_weights"``, ``"prior_params"`` run those methods."""
+    if method != "forward" and not callable(getattr(model, method, None)):
+        raise ConfigError(f"call: {type(model).__name__} has no method {method!r}")
+    own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}
+    if method == "forward":
+        return functional_call(model, own, inputs)
+    return functional_call(_Method(model, method), {f"module.{n}": t for n, t in own.items()}, inputs)
+
+
+def per_task(model: ConditionalVAE, params: Params, adapted_params: Params, method: str, *inputs: Tensor,
+             chunk: int = 16) -> Tensor | tuple[Tensor, ...]:
+    """:func:`call` for every task: ``adapted_params`` ``{name: [T, *shape]}`` override ``params`` per
+    task; each of ``inputs`` is ``[T, ...]``. Tasks run vmapped, ``chunk`` at a time to bound memory.
+    Returns the method's output with a leading task dimension (a tuple of them for ``"prior_params"``)."""
+    if inputs:
+        tasks = len(inputs[0])
+    elif adapted_params:
+        tasks = len(next(iter(adapted_params.values())))
+    else:
+        raise ConfigError(f"per_task: {method!r} has no inputs and adapted_params is empty, so the number "
+                          "of tasks is unknown")
+
+    def one(adapted: Params, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return call(model, {**params, **adapted}, method, *xs)
+    outs = [vmap(one)({n: t[i:i + chunk] for n, t in adapted_params.items()}, *(x[i:i + chunk] for x in inputs))
+            for i in range(0, tasks, chunk)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
     return torch.cat(outs)
 
 
@@ -249,13 +271,13 @@ def adapt(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfi
     names = select_adapted(list(model_params), cfg.adapt)
     rates = inner_rates(cfg, {n: t.detach() for n, t in params.items()}, names, steps)
     noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator)
-    x = pack(support, noise.to(support.device))
 
-    def one_task(xi: Tensor) -> Params:
-        adapted = inner_loop(model, model_params, xi, None, mean_loss, len(rates), rates, adapt=cfg.adapt)
+    def one_task(images: Tensor, eps: Tensor) -> Params:
+        adapted = inner_loop(model, model_params, (images, eps), None, mean_loss, len(rates), rates,
+                             adapt=cfg.adapt)
         return {n: adapted[n] for n in names}
     with torch.no_grad():       # torch.func.grad ignores an enclosing no_grad; nothing else keeps a graph
-        return vmap(one_task)(x)
+        return vmap(one_task)(support, noise.to(support.device))
 
 
 def sample(model: ConditionalVAE, params: Params, adapted_params: Params, n_samples: int,
@@ -272,7 +294,7 @@ def sample(model: ConditionalVAE, params: Params, adapted_params: Params, n_samp
     noise = torch.randn(count, n_samples, model.latent_dim, generator=generator).to(model.context.device)
     noise = temperature * noise
     with torch.no_grad():
-        return per_task(model, params, adapted_params, noise, "decode")
+        return per_task(model, params, adapted_params, "decode", noise)
 
 
 def adapt_and_sample(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig, n_samples: int,
@@ -292,9 +314,8 @@ def query_scores(model: ConditionalVAE, params: Params, adapted_params: Params, 
     tighter bound, never above the first.
     """
     noise = torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator)
-    x = pack(query, noise.to(query.device))
     with torch.no_grad():
-        log_w = per_task(model, params, adapted_params, x, "log_weights")              # [T, Q, S]
+        log_w = per_task(model, params, adapted_params, "log_weights", query, noise.to(query.device))  # [T, Q, S]
     return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
 
 
@@ -339,7 +360,7 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
         batch = pixels[torch.randint(len(pixels), (batch_size,), generator=generator)]
         noise = torch.randn(batch_size, 1, model.latent_dim, generator=generator)
         with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = model(pack(batch, noise).to(device)).mean()
+            loss = model(batch.to(device), noise.to(device)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -377,7 +398,7 @@ def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, cl
         noise = torch.randn(classes_per_step, images_per_class, 1, model.latent_dim, generator=generator)
         drawn = contexts[classes]
         with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            nelbo = per_task(model, params, {"context": drawn}, pack(support, noise).to(device), "nelbo")
+            nelbo = per_task(model, params, {"context": drawn}, "forward", support.to(device), noise.to(device))
             # The prior's −log N(c; 0, I) is counted once per class: per image, divided by images per class.
             penalty = 0.5 * (drawn ** 2).sum(-1).mean() / images_per_class_mean
             loss = nelbo.mean() + penalty
