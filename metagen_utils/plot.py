@@ -18,11 +18,14 @@ def as_display(image) -> np.ndarray:
 
 
 def image_grid(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None, cell: float = 0.6,
-               title: str | None = None, ink_dark: bool = True):
-    """A grid of images, one list per row. Glyphs (ink = 1) are drawn dark on light, like ink on paper."""
+               title: str | None = None, ink_dark: bool = True, col_labels: Sequence[str] | None = None):
+    """A grid of images, one list per row (each image ``[C, H, W]`` or ``[H, W]`` in [0, 1]), with optional
+    labels left of the rows and above the columns. Glyphs (ink = 1) are drawn dark on light, like ink on
+    paper."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     label_width = 1.8 if row_labels else 0.0
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(label_width + cell * n_cols, cell * n_rows + 0.4),
+    title_height = 0.4 + (0.25 if col_labels else 0.0)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(label_width + cell * n_cols, cell * n_rows + title_height),
                              squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
@@ -37,6 +40,8 @@ def image_grid(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None
                           vmin=0, vmax=1, interpolation="nearest")
         if row_labels:
             axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+    for c, label in enumerate(col_labels or []):
+        axes[0, c].set_title(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.2)

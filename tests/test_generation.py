@@ -280,3 +280,8 @@ def test_class_contexts_refuse_bad_settings_by_name(glyph_set):
         gen.train_class_contexts(vae(), images, steps=1, classes_per_step=2, images_per_class=500)
     with pytest.raises(DataError, match="n_way=16 but"):
         gen.train_class_contexts(vae(), images, steps=1)
+
+
+def test_the_docstring_example_of_adapt_and_sample_holds():
+    import doctest
+    assert doctest.testmod(gen).failed == 0

@@ -34,7 +34,8 @@ def series(tmp_path):
     write_notebook(folder / "01_first.ipynb",
                    "from metagen_utils.results import record_metrics\n"
                    "record_metrics('01_first', {'scaled_seed': SCALE * (SEED + 1), 'profile': PROFILE})\n"
-                   "print('scaled', SCALE * (SEED + 1))")
+                   "print('scaled', SCALE * (SEED + 1))\n"
+                   "import warnings; warnings.warn('a warning of the cell itself')")
     return folder
 
 
@@ -55,12 +56,16 @@ def test_cli_reports_a_bad_parameter_as_an_error_and_exit_code(capsys):
 
 
 @pytest.mark.slow
-def test_run_injects_non_default_parameters_and_gathers_metrics(series, tmp_path):
+def test_run_injects_non_default_parameters_and_gathers_metrics(series, tmp_path, capfd):
     out = tmp_path / "out"
     metrics = harness.run(out, {"SEED": 4, "SCALE": 10}, folder=series)
+    # the kernel's start-up warning about TCP on localhost does not reach the terminal; the cell's own does
+    # reach the notebook
+    assert "without encryption" not in capfd.readouterr().err
     assert metrics == {"01_first": {"scaled_seed": 50, "profile": "cpu"}}
     executed = nbformat.read(out / "notebooks" / "01_first.ipynb", as_version=4)
     assert any("scaled 50" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert any("a warning of the cell itself" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert json.loads((out / "summary.json").read_text())["01_first"]["scaled_seed"] == 50
     assert "| 01_first | scaled_seed | 50 |" in (out / "summary.md").read_text()
 

@@ -20,7 +20,8 @@ from metagen_utils.training.checkpoint import load_checkpoint
 from metagen_utils.data.images import ImageSet
 from metagen_utils.errors import CheckpointError, ConfigError, MetaLearningError
 from metagen_utils.data.episodes import Episode
-from metagen_utils.training.loop import TrainConfig, episode_fn, learning_rate, shard, train
+from metagen_utils.training.loop import TrainConfig, episode_fn, shard, train
+from metagen_utils.training.schedule import warmup_cosine
 
 
 def image_set(classes: int = 6, per_class: int = 5, size: int = 4) -> ImageSet:
@@ -56,20 +57,10 @@ class Interrupted(Exception):
     pass
 
 
-def test_learning_rate_warms_up_linearly_then_follows_a_cosine_towards_min_lr():
-    cfg = TrainConfig(steps=10, outer_lr=1.0, warmup_steps=2, min_lr=0.1)
-    rates = [learning_rate(cfg, s) for s in range(1, 11)]
-    assert rates[:3] == [0.5, 1.0, 1.0]           # warm-up, then the first cosine step at the full rate
-    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
-    assert 0.1 < rates[-1] < 0.2                   # the last step still moves; min_lr is one step later
-    assert math.isclose(learning_rate(cfg, 11), 0.1)
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("steps", 0, "steps=0 is not valid; expected an integer ≥ 1"),
     ("outer_lr", float("nan"), "outer_lr=nan is not valid; expected a finite number ≥ 0"),
     ("warmup_steps", -1, "warmup_steps=-1 is not valid; expected an integer ≥ 0"),
-    ("min_lr", 2.0, "min_lr=2.0 is above outer_lr=0.001"),
 ])
 def test_train_config_rejects_bad_values_naming_them(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -115,7 +106,7 @@ def test_train_equals_a_plain_adamw_loop_with_the_schedule_and_clipping():
         optimizer.zero_grad()
         loss(params, sample(step)).backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
-        optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
+        optimizer.param_groups[0]["lr"] = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
         optimizer.step()
     for name in params:
         assert torch.equal(result.params[name], params[name])

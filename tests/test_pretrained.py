@@ -110,7 +110,8 @@ def test_notebook_04_re_scores_the_committed_weights_to_the_fidelity_their_run_r
 
 
 def full_profile_rows(m: dict) -> list[str]:
-    """README's table of the full profile, as the committed weights' run measured it (``m``: its metrics)."""
+    """docs/results.md's table of the full profile, as the committed weights' run measured it (``m``: its
+    metrics)."""
     def diff(k: int, name: str, decimals: int) -> str:
         value, half = m[f"k{k}_{name}_adapted_minus_best_baseline"], m[f"k{k}_{name}_ci"]
         return f"{value:+.{decimals}f} ± {half:.{decimals}f}".replace("-", "−")
@@ -122,7 +123,7 @@ def full_profile_rows(m: dict) -> list[str]:
             f"| Fréchet distance − best baseline (bootstrap) | {diff(1, 'frechet', 1)} | {diff(5, 'frechet', 1)} |"]
 
 
-def test_readme_s_full_profile_table_is_what_the_committed_weights_run_measured():
-    readme = (pretrained.REPO / "README.md").read_text()
+def test_the_results_page_s_full_profile_table_is_what_the_committed_weights_run_measured():
+    readme = (pretrained.REPO / "docs" / "results.md").read_text()
     for row in full_profile_rows(pretrained.load().metrics):
-        assert row in readme, f"README.md lacks the row {row!r}"
+        assert row in readme, f"docs/results.md lacks the row {row!r}"

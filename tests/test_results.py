@@ -1,6 +1,7 @@
 """Committed numbers: README's table is the committed metrics, and a run of the notebooks reproduces them."""
 import json
 import math
+import re
 import os
 from pathlib import Path
 
@@ -14,11 +15,26 @@ def committed() -> dict:
     return json.loads(kept.COMMITTED.read_text())
 
 
-def test_readme_table_is_the_committed_metrics():
-    text = kept.README.read_text()
-    shown = text[text.index(kept.TABLE_START) + len(kept.TABLE_START):text.index(kept.TABLE_END)]
-    assert shown.strip() == kept.readme_table(committed()).strip(), (
+def test_readme_table_is_the_committed_headline_metrics():
+    assert kept.shown_table(kept.README) == kept.readme_table(committed()).strip(), (
         "README.md's results table differs from notebooks/metrics.json; run `make notebooks`")
+
+
+def test_the_results_page_shows_every_committed_metric():
+    assert kept.shown_table(kept.RESULTS_PAGE) == kept.full_table(committed()).strip(), (
+        "docs/results.md's table differs from notebooks/metrics.json; run `make notebooks`")
+
+
+def test_every_figure_readme_shows_was_made_by_a_regeneration():
+    shown = re.findall(r"!\[[^\]]*\]\((docs/figures/[^)]+)\)", kept.README.read_text())
+    assert sorted(shown) == sorted(f"docs/figures/{name}.png" for name in kept.README_FIGURES)
+    for path in shown:
+        assert (kept.REPO / path).is_file(), f"README shows {path}, which `make notebooks` has not written"
+
+
+def test_a_headline_metric_that_no_notebook_records_is_named():
+    with pytest.raises(KeyError, match="01_preprocessing.classes"):
+        kept.readme_table({})
 
 
 @pytest.mark.parametrize("path", harness.notebook_paths(), ids=lambda p: p.name)

@@ -18,7 +18,7 @@ import pytest
 from metagen_utils.errors import NotebookError
 from metagen_utils.kit.harness import NOTEBOOKS, notebook_paths
 from metagen_utils.results import REPO
-from metagen_utils.kit.site import build_site, index_page, notebook_title, toc
+from metagen_utils.kit.site import build_site, doc_pages, index_page, notebook_title, toc
 
 SCREENSHOTS = REPO / "build" / "screenshots"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -132,6 +132,13 @@ def test_site_renders_every_notebook_with_its_figures_and_no_errors_in_a_real_br
         assert_no_error_output(report, path.stem)
         assert (SCREENSHOTS / f"{path.stem}.png").stat().st_size > 10_000
 
+    for page in doc_pages():
+        heading = page.read_text().splitlines()[0].lstrip("# ").strip()
+        report = open_page(browser, site, page.stem)
+        assert heading in report["h1"], f"{page.name}: headings {report['h1']}, expected {heading!r}"
+        assert_images_rendered(report, page.stem)
+        assert_no_error_output(report, page.stem)
+
 
 # --- fast checks of what goes into the build ----------------------------------------------------------
 
@@ -172,6 +179,8 @@ def test_index_lists_the_series_in_order_one_line_each_from_the_title_cells(tmp_
     assert lines == ["1. [01_first · A tiny chapter](01_first.ipynb) — It says one thing.",
                      "1. [02_second · A tiny chapter](02_second.ipynb) — It says one thing."]
     assert toc(paths).splitlines()[-2:] == ["- file: 01_first", "- file: 02_second"]
+    pages = [tmp_path / "results.md"]
+    assert toc(paths, pages).splitlines()[-3:] == ["- file: 01_first", "- file: 02_second", "- file: results"]
 
 
 def test_every_committed_notebook_has_a_title_cell_for_the_index():

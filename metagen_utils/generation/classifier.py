@@ -5,7 +5,7 @@ softmax over the *background* classes, whose penultimate layer is the feature sp
 
 * :func:`fidelity` — in an N-way episode of unseen classes, the prototype of a class is the mean
   feature of its held-out real (query) images; a generated sample counts as faithful when the nearest
-  prototype is its own class's. Chance is 1/N; real support images give the ceiling.
+  prototype is its own class's. Chance is 1/N; real support images give the reference.
 * :func:`diversity` — mean pairwise L2 distance within one class's generated set, so that copying the
   support images (high fidelity, low diversity) is visible.
 * :func:`frechet_distance` — the Fréchet distance between Gaussians fitted to two feature sets (FID
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
+from ..training.schedule import warmup_cosine_scheduler
 
 
 class GlyphClassifier(nn.Module):
@@ -63,7 +64,7 @@ def train_classifier(images: ImageSet, epochs: int = 2, batch_size: int = 128, l
                      width: int = 16, feature_dim: int = 64, seed: int = 0) -> GlyphClassifier:
     """Train a :class:`GlyphClassifier` on every class of ``images`` (e.g. the background split).
 
-    Adam, the rate warmed up linearly then decayed linearly (without the warm-up, a trial run at 3e-3
+    Adam, the rate warmed up linearly then decayed along a cosine (without the warm-up, a trial run at 3e-3
     left every penultimate ReLU dead, all features equal). The batch order comes from a generator
     seeded by ``seed``, so one seed gives the same weights on CPU. Returns the classifier in eval mode.
     """
@@ -75,9 +76,7 @@ def train_classifier(images: ImageSet, epochs: int = 2, batch_size: int = 128, l
     model = GlyphClassifier(images.num_classes, width, feature_dim, images.image_shape[0], images.image_shape[1])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * (len(x) // batch_size)
-    ramp = max(1, steps // 7)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / ramp, max(0.0, (steps - s) / (steps - ramp + 1))))
+    schedule = warmup_cosine_scheduler(optimizer, steps, warmup=max(1, steps // 7))
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):

@@ -105,7 +105,7 @@ def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg
     "samples": [T, n_samples, 1, 28, 28], "features": [T, n_samples, D] and "reference_features":
     [T, n_query, D] (classifier features, for :func:`metagen_utils.generation.classifier.frechet_difference`),
     "temperatures": {τ: {"fidelity", "diversity": [T] arrays}}}}}``, T = n_episodes · n_way class-tasks in
-    the same order for every method. ``"real support"`` is the ceiling: the support images as samples (no
+    the same order for every method. ``"real support"`` is the reference: the support images as samples (no
     likelihood, and no temperatures to vary).
     """
     check_temperatures(temperatures)

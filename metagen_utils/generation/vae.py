@@ -45,6 +45,7 @@ from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
 from ..meta.maml import LR_PREFIX, MetaConfig, Params, TaskBatch, inner_loop, inner_rates, select_adapted
 from ..models import LinearMetaNet
+from ..training.schedule import warmup_cosine_scheduler
 from ..data.episodes import EpisodeSampler
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -300,7 +301,19 @@ def sample(model: ConditionalVAE, params: Params, adapted_params: Params, n_samp
 def adapt_and_sample(model: ConditionalVAE, params: Params, support: Tensor, cfg: MetaConfig, n_samples: int,
                      generator: torch.Generator, steps: int | None = None) -> tuple[Tensor, Params]:
     """K images of a class in, new images out: (samples ``[T, n_samples, 1, 28, 28]``, adapted params)
-    for support ``[T, K, 1, 28, 28]``."""
+    for support ``[T, K, 1, 28, 28]``, one task per class.
+
+    Example (an untrained model, so the images are noise; notebook 04 trains it first):
+
+    >>> from metagen_utils.meta import init_meta_params
+    >>> model = ConditionalVAE()
+    >>> cfg = MetaConfig("metasgd", inner_steps=3, inner_lr=0.5, adapt=("context",))
+    >>> meta_params = init_meta_params(model, cfg)           # the weights and the learned rates
+    >>> support = torch.rand(3, 5, 1, 28, 28)                # 3 classes, K = 5 images each
+    >>> samples, adapted = adapt_and_sample(model, meta_params, support, cfg, 6, torch.Generator().manual_seed(0))
+    >>> tuple(samples.shape), tuple(adapted["context"].shape)
+    ((3, 6, 1, 28, 28), (3, 16))
+    """
     adapted = adapt(model, params, support, cfg, generator, steps=steps)
     return sample(model, params, adapted, n_samples, generator), adapted
 
@@ -333,14 +346,6 @@ def joint_names(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(n for n in names if n not in conditional)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over the first ``warmup`` fraction of ``steps``, then cosine decay to zero: short
-    runs at a high rate without the first Adam steps blowing the weights up."""
-    ramp = max(1, int(warmup * steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / ramp, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s - ramp) / max(1, steps - ramp)))) if s >= ramp else 1.0))
-
-
 def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size: int = 64, lr: float = 2e-3,
                 seed: int = 0, amp_dtype: torch.dtype | None = None) -> Params:
     """Train the class-agnostic VAE in place: encoder and decoder on the −ELBO of single images with c
@@ -352,7 +357,7 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     names = joint_names([n for n, _ in model.named_parameters()])
     trained = [t for n, t in model.named_parameters() if n in names]
     optimizer = torch.optim.Adam(trained, lr=lr)
-    schedule = warmup_cosine(optimizer, steps)
+    schedule = warmup_cosine_scheduler(optimizer, steps, warmup=max(1, steps // 10))
     with torch.no_grad():
         model.context.zero_()
     device = model.context.device
@@ -389,7 +394,7 @@ def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, cl
     trained = [params[n] for n in joint_names(list(params)) + select_adapted(list(params), ("prior",))]
     # The contexts' rate is higher: each is updated only on the steps that draw its class.
     optimizer = torch.optim.Adam([{"params": trained}, {"params": [contexts], "lr": context_lr}], lr=lr)
-    schedule = warmup_cosine(optimizer, steps)
+    schedule = warmup_cosine_scheduler(optimizer, steps, warmup=max(1, steps // 10))
     images_per_class_mean = float(images.class_counts().mean())
     for _ in range(steps):
         episode = sampler.sample(1)

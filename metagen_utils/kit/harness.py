@@ -26,10 +26,14 @@ from ..errors import ConfigError, NotebookError
 from ..files import write_atomic, write_json
 from ..profiles import PROFILES
 from ..results import REPO, summarise
-from .committed import committed_seconds, update_committed, update_readme
+from .committed import committed_seconds, update_committed, update_figures, update_readme
 
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"  # the kernel of the interpreter running the harness, i.e. the kit's environment
+# The kernel listens on 127.0.0.1 only, yet warns at every start that TCP is unencrypted: a line per notebook
+# that reads like a fault to a newcomer. Its log shows errors only; a cell's own warnings still reach the
+# notebook's output.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 
 
 def notebook_paths(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
@@ -90,7 +94,7 @@ def execute(path: Path, output: Path, parameters: dict | None = None, timeout: i
     try:
         papermill.execute_notebook(str(path), str(partial), parameters=parameters or {}, kernel_name=KERNEL,
                                    cwd=str(path.parent), progress_bar=False, log_output=False,
-                                   execution_timeout=timeout)
+                                   execution_timeout=timeout, extra_arguments=QUIET_KERNEL)
     except PapermillExecutionError as e:
         failed = output.with_name(f"{output.stem}.failed.ipynb")
         os.replace(partial, failed)
@@ -191,7 +195,8 @@ def strip_run_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch: Path | None = None) -> None:
     """Re-execute notebooks at their default parameters and write commit-ready outputs back into
-    ``folder``, their metrics into ``notebooks/metrics.json`` and README.md's results table.
+    ``folder``, their metrics into ``notebooks/metrics.json``, the tables of README.md and
+    docs/results.md, and README's figures into docs/figures/.
 
     This is the only way committed outputs are made. ``CI=1`` keeps progress bars out of them, exactly
     as under the test suite's nbval run.
@@ -206,6 +211,7 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
             nb = strip_run_metadata(nbformat.read(executed, as_version=4))
             write_atomic(path, lambda tmp: nbformat.write(nb, str(tmp)))
             update_committed(path, scratch / "results", seconds)
+            update_figures(scratch / "results" / "figures")
             print(f"  {seconds:.1f} s", flush=True)
     update_readme()
 

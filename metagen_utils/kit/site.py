@@ -4,7 +4,7 @@
 
 The committed notebooks are rendered as they are (never re-executed): an index page lists the series in
 order, one line per notebook taken from its title cell, then one chapter per notebook with its figures
-as PNG. A notebook with an error output, or a code cell that was never executed, is refused before
+as PNG, then the pages of ``docs/`` (the measurements behind the kit's choices). A notebook with an error output, or a code cell that was never executed, is refused before
 anything is built. The HTML lands in ``<out>/_build/html``; ``index.html`` is the entry page.
 
 The configuration (``site/_config.yml``) switches off everything that would reach for the network at
@@ -28,6 +28,7 @@ from .harness import NOTEBOOKS, notebook_paths
 from ..results import REPO
 
 CONFIG_TEMPLATE = REPO / "site" / "_config.yml"
+DOCS = REPO / "docs"        # Markdown pages rendered after the notebooks, in name order
 DEFAULT_OUT = REPO / "build" / "site"
 DEFAULT_SRC = REPO / "build" / "site-src"
 
@@ -101,22 +102,28 @@ def index_page(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def toc(paths: list[Path]) -> str:
-    """``_toc.yml`` (sphinx-external-toc): the index, then each notebook in series order."""
+def toc(paths: list[Path], pages: list[Path] = ()) -> str:
+    """``_toc.yml`` (sphinx-external-toc): the index, each notebook in series order, then the pages."""
     lines = ["format: jb-book", "root: index", "chapters:"]
-    lines += [f"- file: {path.stem}" for path in paths]
+    lines += [f"- file: {path.stem}" for path in [*paths, *pages]]
     return "\n".join(lines) + "\n"
 
 
-def assemble(paths: list[Path], src: Path) -> Path:
-    """Write the Jupyter Book source folder: config, table of contents, index page, the notebooks."""
+def doc_pages(docs: Path = DOCS) -> list[Path]:
+    """The Markdown pages of ``docs/`` that the site renders after the notebooks."""
+    return sorted(docs.glob("*.md")) if docs.is_dir() else []
+
+
+def assemble(paths: list[Path], src: Path, pages: list[Path] = ()) -> Path:
+    """Write the Jupyter Book source folder: config, table of contents, index page, the notebooks and
+    the pages."""
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
     shutil.copyfile(CONFIG_TEMPLATE, src / "_config.yml")
-    (src / "_toc.yml").write_text(toc(paths))
+    (src / "_toc.yml").write_text(toc(paths, pages))
     (src / "index.md").write_text(index_page(paths))
-    for path in paths:
+    for path in [*paths, *pages]:
         shutil.copyfile(path, src / path.name)
     return src
 
@@ -146,7 +153,8 @@ def build_site(notebooks_dir: str | Path = NOTEBOOKS, out_dir: str | Path = DEFA
     for path in paths:  # every notebook is checked before minutes go into the build
         check_renderable(path)
     out_dir = Path(out_dir).resolve()
-    src = assemble(paths, Path(src_dir).resolve() if src_dir else DEFAULT_SRC)
+    pages = doc_pages()
+    src = assemble(paths, Path(src_dir).resolve() if src_dir else DEFAULT_SRC, pages)
     html = out_dir / "_build" / "html"
     if html.exists():  # no pages left over from notebooks that are gone
         shutil.rmtree(html)
@@ -159,7 +167,8 @@ def build_site(notebooks_dir: str | Path = NOTEBOOKS, out_dir: str | Path = DEFA
     if proc.returncode != 0:
         raise SiteError(f"jupyter-book build failed (exit {proc.returncode}); the end of its log "
                         f"({out_dir / 'build.log'}):\n{log[-4000:]}")
-    missing = [name for name in ["index"] + [p.stem for p in paths] if not (html / f"{name}.html").is_file()]
+    missing = [name for name in ["index"] + [p.stem for p in [*paths, *pages]]
+               if not (html / f"{name}.html").is_file()]
     if missing:
         raise SiteError(f"jupyter-book finished but wrote no page for {missing} in {html}; see "
                         f"{out_dir / 'build.log'}")

@@ -34,6 +34,7 @@ from .. import profiles
 from ..errors import ConfigError, MetaLearningError
 from ..data.episodes import Episode, EpisodeSampler
 from ..meta.maml import Params
+from .schedule import warmup_cosine
 
 # The meta-loss of an episode's tasks (a mean over them), or (meta-loss, outer direction) where that
 # direction is not the loss's gradient (Reptile) — meta.meta_gradient returns exactly that pair. Not
@@ -44,13 +45,13 @@ EpisodeLoss = Callable[[Params, Episode], Tensor | tuple[Tensor, Params]]
 @dataclass(frozen=True)
 class TrainConfig:
     """The outer loop. The learning rate warms up linearly over ``warmup_steps``, then follows a cosine
-    from ``outer_lr`` down towards ``min_lr``; ``max_grad_norm=None`` turns clipping off."""
+    from ``outer_lr`` down towards zero (:func:`metagen_utils.training.schedule.warmup_cosine`);
+    ``max_grad_norm=None`` turns clipping off."""
 
     steps: int = 1000
     outer_lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    min_lr: float = 0.0
     max_grad_norm: float | None = 1.0
     checkpoint_every: int = 100
     validate_every: int = 100
@@ -68,17 +69,6 @@ class TrainConfig:
                     raise ConfigError(f"max_grad_norm={value!r} is not valid; expected a number > 0, or None")
             elif not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name}={value!r} is not valid; expected a finite number ≥ 0")
-        if self.min_lr > self.outer_lr:
-            raise ConfigError(f"min_lr={self.min_lr} is above outer_lr={self.outer_lr}")
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """The rate of update number ``step`` (1-based): linear warm-up, then a cosine that reaches ``min_lr``
-    one step after the last, so that the last step still moves the parameters."""
-    if step <= cfg.warmup_steps:
-        return cfg.outer_lr * step / cfg.warmup_steps
-    progress = (step - 1 - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + (cfg.outer_lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -238,7 +228,7 @@ def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], 
             raise MetaLearningError(f"step {step} of {cfg.steps}: the meta-gradient norm is {norm.item()}; "
                                     "nothing of this step was applied or saved")
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         history["train_losses"].append(value)
