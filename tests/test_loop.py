@@ -20,7 +20,7 @@ from metagen_utils.training.checkpoint import load_checkpoint
 from metagen_utils.data.images import ImageSet
 from metagen_utils.errors import CheckpointError, ConfigError, MetaLearningError
 from metagen_utils.data.episodes import Episode
-from metagen_utils.training.loop import TrainConfig, episode_fn, shard, train
+from metagen_utils.training.loop import TrainConfig, episode_fn, rate_groups, shard, train
 from metagen_utils.training.schedule import warmup_cosine
 
 
@@ -61,6 +61,7 @@ class Interrupted(Exception):
     ("steps", 0, "steps=0 is not valid; expected an integer ≥ 1"),
     ("outer_lr", float("nan"), "outer_lr=nan is not valid; expected a finite number ≥ 0"),
     ("warmup_steps", -1, "warmup_steps=-1 is not valid; expected an integer ≥ 0"),
+    ("lr_scale", {"inner_lr.": 0}, "lr_scale={'inner_lr.': 0} is not valid; expected {name prefix: factor > 0}"),
 ])
 def test_train_config_rejects_bad_values_naming_them(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -110,6 +111,32 @@ def test_train_equals_a_plain_adamw_loop_with_the_schedule_and_clipping():
         optimizer.step()
     for name in params:
         assert torch.equal(result.params[name], params[name])
+
+
+def test_a_prefix_in_lr_scale_trains_those_parameters_at_that_multiple_of_the_rate():
+    sample = episode_fn(image_set(), 2, 2, tasks_per_step=3, seed=0)
+    def loss(params, episode):
+        return noisy_loss(params, episode) - 0.01 * torch.randn(())
+    cfg = TrainConfig(steps=5, outer_lr=0.05, warmup_steps=2, lr_scale={"b": 0.25})
+    result = train(linear_params(), loss, sample, cfg, progress=False)
+    params = linear_params()
+    optimizer = torch.optim.AdamW([{"params": [params["w"]]}, {"params": [params["b"]]}], lr=cfg.outer_lr,
+                                  weight_decay=0.0)
+    for step in range(1, cfg.steps + 1):
+        optimizer.zero_grad()
+        loss(params, sample(step)).backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+        rate = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
+        optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = 1.0 * rate, 0.25 * rate
+        optimizer.step()
+    for name in params:
+        assert torch.equal(result.params[name], params[name]), name
+
+
+def test_the_longest_matching_prefix_sets_a_parameters_rate():
+    params = {"inner_lr.decoder.up": torch.zeros(1), "inner_lr.context": torch.zeros(1), "w": torch.zeros(1)}
+    groups = rate_groups(list(params), params, {"inner_lr.": 0.5, "inner_lr.decoder": 0.1})
+    assert [(g["scale"], len(g["params"])) for g in groups] == [(0.1, 1), (0.5, 1), (1.0, 1)]
 
 
 def test_a_loss_fn_returning_loss_and_direction_is_stepped_along_that_direction():

@@ -46,7 +46,10 @@ EpisodeLoss = Callable[[Params, Episode], Tensor | tuple[Tensor, Params]]
 class TrainConfig:
     """The outer loop. The learning rate warms up linearly over ``warmup_steps``, then follows a cosine
     from ``outer_lr`` down towards zero (:func:`metagen_utils.training.schedule.warmup_cosine`);
-    ``max_grad_norm=None`` turns clipping off."""
+    ``max_grad_norm=None`` turns clipping off. ``lr_scale`` ``{prefix: factor}``: the meta-parameters whose
+    names start with ``prefix`` train at ``factor`` × that rate (the longest matching prefix wins). Adam
+    moves every tensor by about its rate per step whatever the tensor's size, so a tensor that starts
+    thousands of times smaller than the others (a learned inner rate of 1e-4) needs a smaller rate."""
 
     steps: int = 1000
     outer_lr: float = 1e-3
@@ -57,6 +60,7 @@ class TrainConfig:
     validate_every: int = 100
     keep_last: int = 2          # step_XXXXXX folders kept besides latest/ and best/
     seed: int = 0
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -64,11 +68,27 @@ class TrainConfig:
                 least = 0 if name in ("warmup_steps", "seed") else 1
                 if not isinstance(value, int) or value < least:
                     raise ConfigError(f"{name}={value!r} is not valid; expected an integer ≥ {least}")
+            elif name == "lr_scale":
+                if not isinstance(value, dict) or not all(
+                        isinstance(k, str) and isinstance(v, (int, float)) and 0 < v < math.inf for k, v in value.items()):
+                    raise ConfigError(f"lr_scale={value!r} is not valid; expected {{name prefix: factor > 0}}, "
+                                      "e.g. {'inner_lr.decoder': 0.3}")
             elif name == "max_grad_norm":
                 if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
                     raise ConfigError(f"max_grad_norm={value!r} is not valid; expected a number > 0, or None")
             elif not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name}={value!r} is not valid; expected a finite number ≥ 0")
+
+
+def rate_groups(names: Sequence[str], meta_params: Params, lr_scale: Mapping[str, float]) -> list[dict]:
+    """The optimiser's parameter groups: one per factor of ``lr_scale`` that some name takes (the longest
+    matching prefix; 1 for the rest), each carrying its ``scale``, in the order of ``names``."""
+    groups: dict[float, list] = {}
+    for name in names:
+        prefixes = [p for p in lr_scale if name.startswith(p)]
+        factor = float(lr_scale[max(prefixes, key=len)]) if prefixes else 1.0
+        groups.setdefault(factor, []).append(meta_params[name])
+    return [{"params": tensors, "scale": factor} for factor, tensors in groups.items()]
 
 
 @dataclass
@@ -166,7 +186,8 @@ def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], 
     if not names:
         raise ConfigError("meta_params: no tensor requires grad, so there is nothing to meta-learn")
     trainable = [meta_params[n] for n in names]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.outer_lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(rate_groups(names, meta_params, cfg.lr_scale), lr=cfg.outer_lr,
+                                  weight_decay=cfg.weight_decay)
     config = {"train": asdict(cfg), "run": dict(run_config or {})}
     history: dict = {"train_losses": [], "validation": [], "best_step": None, "best_validation": None}
     out = None if out_dir is None else Path(out_dir)
@@ -228,7 +249,7 @@ def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], 
             raise MetaLearningError(f"step {step} of {cfg.steps}: the meta-gradient norm is {norm.item()}; "
                                     "nothing of this step was applied or saved")
         for group in optimizer.param_groups:
-            group["lr"] = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
+            group["lr"] = group["scale"] * cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         history["train_losses"].append(value)
