@@ -26,3 +26,62 @@ def test_the_maml_diagram_shows_both_loops_and_their_updates():
                  "inner loop", "outer loop"):
         assert part in shown, part
     plt.close(fig)
+
+
+def test_the_episode_diagram_names_the_parts_of_a_task_and_their_sizes():
+    fig = plot.episode_diagram()
+    shown = texts(fig)
+    for part in ("task = N classes", "N = 3, K = 2, Q = 2", "support: K images per class",
+                 "query: Q images per class", "background classes", "meta-training tasks", "evaluation classes",
+                 "unseen test tasks"):
+        assert part in shown, part
+    plt.close(fig)
+
+
+def test_the_update_rules_diagram_shows_each_rules_m_and_how_many_numbers_it_learns():
+    fig = plot.update_rules_diagram()
+    shown = texts(fig)
+    for part in ("θ ← θ − M ∇L(θ)", "M = α", "Meta-SGD", "M = diag(α)", "M_k = diag(α_k)", "MAML++",
+                 "M = L Lᵀ", "one rate per parameter", "k × P", "P × P", "positive semi-definite", "first-order",
+                 "second derivatives", "Reptile", "θ ← θ + ε (θ_i − θ)"):
+        assert part in shown, part
+    plt.close(fig)
+
+
+def test_the_conditional_prior_vae_diagram_shows_adaptation_sampling_and_the_outer_loop():
+    fig = plot.conditional_prior_vae_diagram()
+    shown = texts(fig)
+    for part in ("K support images", "inner loop", "context c", "c₀", "one decoder layer", "support's −ELBO",
+                 "p(z | c) = N(m, diag eˢ)", "[m; s] = W c + b", "sample z", "decoder", "new images",
+                 "encoder q(z | x, c)", "outer loop", "c₀, W, b", "learned rates"):
+        assert part in shown, part
+    plt.close(fig)
+
+
+def test_no_diagram_label_overlaps_another_or_leaves_the_figure():
+    for name in ("maml_diagram", "episode_diagram", "update_rules_diagram", "conditional_prior_vae_diagram"):
+        fig = getattr(plot, name)()
+        fig.canvas.draw()
+        labels = [(t.get_text(), t.get_window_extent()) for ax in fig.axes for t in ax.texts
+                  if t.get_visible() and t.get_text().strip()]
+        for i, (text, box) in enumerate(labels):
+            assert (fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+                    and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1), (name, text)
+            for other, other_box in labels[i + 1:]:
+                assert not box.overlaps(other_box), (name, text, other)
+        plt.close(fig)
+
+
+def test_interval_grid_draws_a_panel_per_row_and_column_and_leaves_out_missing_methods():
+    panels = {"fidelity": {"K = 1": {"a": (0.5, 0.1), "b": (0.3, 0.05)}, "K = 5": {"a": (0.6, 0.1)}},
+              "IS-NLL": {"K = 1": {"a": (150.0, 2.0), "b": (float("nan"), float("nan"))},
+                         "K = 5": {"a": (140.0, 2.0), "b": (145.0, 1.0)}}}
+    fig = plot.interval_grid(panels, lines={"fidelity": {"chance": 0.2}})
+    axes = fig.axes
+    assert len(axes) == 4
+    points = [len(ax.lines[0].get_xdata()) for ax in axes]   # the errorbar's markers come first
+    assert points == [2, 1, 1, 2], "a missing or NaN method is left out of its panel"
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["chance"]
+    assert axes[0].get_legend() is None and axes[2].get_legend() is None, "one legend per row"
+    plt.close(fig)
