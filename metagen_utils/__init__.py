@@ -9,10 +9,10 @@
     profiles.py   the cpu and full profiles: every size, step count and width that differs      → 02–04, CLI
     config.py     a notebook's parameters resolved: seeding, device                                   → all
     kernels.py    the CPU kernels the committed numbers were computed with, pinned by the kit         → kit
-    stats.py      PSNR, confidence intervals, paired differences                                      → 02–04
+    stats.py      PSNR, confidence intervals, paired differences, choosing a setting by validation  → 02–04
     plot.py, results.py   figures and metrics files a notebook writes                                 → all
     cli.py        ``python -m metagen_utils train|evaluate|sample``
-    kit/          the machinery around the notebooks: harness, committed results, site, assignments
+    kit/          the machinery around the notebooks: harness, results, site, assignments, readability
 
 Words used throughout (one word, one thing):
 

@@ -111,34 +111,36 @@ _CLASS_TINTS = ("#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#d9b38c", "#c7c7c7"
 
 
 def episode_diagram():
-    """The anatomy of an N-way K-shot task (an episode), as in notebook 01: the classes split into background
-    classes, which make the meta-training tasks, and evaluation classes, which make the unseen test tasks;
-    one task draws N classes and, for each, K support images (what the learner adapts on) and Q query
-    images (held out, to score the adapted learner). Drawn with N = 3, K = 2, Q = 2. Returns the figure."""
+    """The anatomy of an N-way K-shot episode, as in notebook 01: the classes split, by alphabet, into
+    background classes (meta-training episodes), validation classes (choosing settings) and evaluation
+    classes (unseen test episodes); one episode draws N classes, each a task with K support images (what
+    the learner adapts on) and Q query images (held out, to score the adapted learner). Drawn with N = 3,
+    K = 2, Q = 2. Returns the figure."""
     fig, ax = _canvas(10, 4.4)
     n, k, q = 3, 2, 2
 
-    # Left: all classes (a grey square each), split into two disjoint pools; the three the task draws are
-    # tinted and outlined, in the tints of the task's rows on the right.
-    ax.text(1.75, 4.15, "all classes, split in two", ha="center", fontsize=9, weight="bold")
-    task_classes = (1, 3, 6)       # which background squares the task on the right drew, in row order
-    pools = ((2.25, "#dbe9f6", "background classes", "→ meta-training tasks"),
-             (0.35, "#e2f0d9", "evaluation classes", "→ unseen test tasks"))
-    for y, colour, name, use in pools:
-        _box(ax, 0.25, y, 3.0, 1.6, colour)
-        ax.text(1.75, y + 1.33, name, ha="center", va="center", fontsize=8.5)
-        ax.text(1.75, y + 0.25, use, ha="center", va="center", fontsize=8.5)
-        for row in range(2):
-            for col in range(8):
-                drawn = y > 1 and row == 0 and col in task_classes
-                tint = _CLASS_TINTS[task_classes.index(col)] if drawn else "#d4d4d4"
-                _square(ax, 0.63 + 0.32 * col, y + 0.97 - 0.32 * row, 0.22, tint, highlight=drawn)
-    _arrow(ax, (3.35, 3.05), (4.35, 3.05))
-    ax.text(3.85, 3.25, "one task draws\nN classes", ha="center", va="bottom", fontsize=8.5)
+    # Left: all classes (a grey square each), split into three disjoint pools; the three the episode
+    # draws are tinted and outlined, in the tints of the episode's rows on the right.
+    ax.text(1.75, 4.15, "all classes, split three ways", ha="center", fontsize=9, weight="bold")
+    task_classes = (1, 3, 6)       # which background squares the episode on the right drew, in row order
+    pools = ((2.65, 1.35, "#dbe9f6", "background classes", "→ meta-training episodes"),
+             (1.45, 1.05, "#eeeeee", "validation classes", "→ choosing settings"),
+             (0.25, 1.05, "#e2f0d9", "evaluation classes", "→ unseen test episodes"))
+    for y, height, colour, name, use in pools:
+        _box(ax, 0.25, y, 3.0, height, colour)
+        ax.text(1.75, y + height - 0.2, name, ha="center", va="center", fontsize=8.5)
+        ax.text(1.75, y + 0.18, use, ha="center", va="center", fontsize=8.5)
+        for col in range(8):
+            drawn = y > 2 and col in task_classes
+            tint = _CLASS_TINTS[task_classes.index(col)] if drawn else "#d4d4d4"
+            _square(ax, 0.63 + 0.32 * col, y + height / 2 - 0.13, 0.22, tint, highlight=drawn)
+    _arrow(ax, (3.35, 3.3), (4.35, 3.3))
+    ax.text(3.85, 3.5, "an episode\ndraws N classes", ha="center", va="bottom", fontsize=8.5)
 
-    # Right: one task, N rows; K support and Q query images per row.
+    # Right: one episode, N rows (one task each); K support and Q query images per row.
     _box(ax, 4.45, 0.25, 5.35, 3.8, "#fde6cc")
-    ax.text(7.12, 3.8, "task = N classes", ha="center", va="center", fontsize=9, weight="bold")
+    ax.text(7.12, 3.8, "episode = N classes, one task each", ha="center", va="center", fontsize=9,
+            weight="bold")
     ax.text(7.12, 3.5, f"here N = {n}, K = {k}, Q = {q}", ha="center", va="center", fontsize=8.5)
     groups = ((5.35, "support: K images per class", "the learner adapts\non these"),
               (7.65, "query: Q images per class", "held out, to score\nthe adapted learner"))
@@ -151,7 +153,7 @@ def episode_diagram():
             for j in range(k if x < 7 else q):
                 _square(ax, x + 0.7 + 0.7 * j, y, 0.45, _CLASS_TINTS[r])
     for r, y in enumerate(rows_y):
-        ax.text(4.87, y, f"class {r + 1}", ha="center", va="center", fontsize=8.5)
+        ax.text(4.87, y, f"task {r + 1}", ha="center", va="center", fontsize=8.5)
     return fig
 
 

@@ -6,12 +6,14 @@
   same images differ far less than their separate intervals suggest, because most of the spread between
   tasks (an easy image, a hard image) is shared.
 * :func:`format_ci` — ``"16.65 ± 0.21"``.
+* :func:`choose` — the value of a grid with the best validation score (a baseline's step size, a rate).
 
 Inputs may be NumPy arrays or torch tensors; results are NumPy arrays or floats.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -82,3 +84,13 @@ def format_ci(mean: float | tuple[float, float], half_width: float | None = None
     if half_width is None:
         mean, half_width = mean
     return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def choose(grid: Sequence[float], score: Callable[[float], float]) -> tuple[float, dict[float, float]]:
+    """The value of ``grid`` with the highest ``score`` (e.g. mean validation PSNR, or minus a loss), and every score.
+    A non-finite score (a diverging step size) never wins."""
+    scores = {value: float(score(value)) for value in grid}
+    finite = {v: s for v, s in scores.items() if np.isfinite(s)}
+    if not finite:
+        raise ConfigError(f"choose: every value of {list(grid)} scored non-finite {scores}")
+    return max(finite, key=finite.get), scores

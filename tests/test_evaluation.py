@@ -51,6 +51,34 @@ def test_finetuning_lowers_the_support_loss_and_leaves_the_prior_alone(glyph_set
     assert torch.all(after < before)
 
 
+def test_choose_finetune_lr_keeps_each_ks_rate_with_the_lowest_validation_nll_and_reports_each(glyph_set):
+    model = vae()
+    small = dict(k_shots=(1, 2), n_episodes=1, n_way=2, n_query=2, is_samples=2, seed=3)
+    rates = (1e-4, 1e-2, 10.0)
+    best, nlls = scoring.choose_finetune_lr(model, params_of(model), glyph_set.split("validation"), 1, rates=rates,
+                                            **small)
+    assert list(best) == list(nlls) == [1, 2]
+    for k in (1, 2):
+        assert list(nlls[k]) == list(rates) and math.isnan(nlls[k][10.0]), "a rate of 10 diverges"
+        assert best[k] == 1e-2 and nlls[k][1e-2] < nlls[k][1e-4], "the lowest finite NLL wins"
+    again = scoring.choose_finetune_lr(model, params_of(model), glyph_set.split("validation"), 1, rates=rates,
+                                       **small)
+    assert again[0] == best and all(np.allclose(list(again[1][k].values()), list(nlls[k].values()), equal_nan=True)
+                                    for k in (1, 2)), "one seed, one answer"
+
+
+def test_score_methods_fine_tunes_each_k_at_its_own_rate(glyph_set):
+    args = untrained_evaluation(glyph_set)
+    small = dict(k_shots=(1, 2), n_episodes=1, n_way=3, n_query=3, n_samples=2, nll_images=2, is_samples=2)
+    mixed = scoring.score_methods(*args, finetune_lr={1: 1e-4, 2: 1e-2}, **small)
+    name = "joint VAE, fine-tuned 4 steps"
+    for k, rate in ((1, 1e-4), (2, 1e-2)):
+        alone = scoring.score_methods(*args, finetune_lr=rate, **small)[k][name]
+        np.testing.assert_array_equal(mixed[k][name]["nll"], alone["nll"])
+    with pytest.raises(ConfigError, match=r"finetune_lr=\{1: 0.0001\} gives no value for K = \[2\]"):
+        scoring.score_methods(*args, finetune_lr={1: 1e-4}, **small)
+
+
 def untrained_evaluation(glyph_set) -> tuple:
     """The positional arguments of ``scoring.score_methods`` for an untrained model, classifier and spread."""
     model = vae()
@@ -85,7 +113,7 @@ def test_score_methods_takes_a_number_of_test_steps_per_shot_count(glyph_set):
         for name in alone:
             for key in ("nll", "fidelity"):
                 np.testing.assert_array_equal(mixed[k][name][key], alone[name][key], err_msg=f"K={k} {name} {key}")
-    with pytest.raises(ConfigError, match=r"gives no number of steps for K = \[2\]"):
+    with pytest.raises(ConfigError, match=r"steps=\{1: 1\} gives no value for K = \[2\]"):
         scoring.score_methods(*args, steps={1: 1}, **small)
 
 

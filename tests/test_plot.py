@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from metagen_utils import plot  # noqa: E402
 
@@ -19,47 +20,35 @@ def test_an_image_grid_labels_its_rows_and_columns():
     plt.close(fig)
 
 
-def test_the_maml_diagram_shows_both_loops_and_their_updates():
-    fig = plot.maml_diagram()
+# Each concept diagram, with the labels and formulas its notebook teaches from it.
+DIAGRAMS = {
+    "maml_diagram": ("θ_i ← θ_i − α∇L_support(θ_i)", "L_query(θ_i)", "θ ← θ − β ∇_θ Σ_i L_query(θ_i)",
+                     "inner loop", "outer loop"),
+    "episode_diagram": ("episode = N classes, one task each", "N = 3, K = 2, Q = 2", "task 1",
+                        "support: K images per class", "query: Q images per class", "background classes",
+                        "meta-training episodes", "validation classes", "choosing settings",
+                        "evaluation classes", "unseen test episodes"),
+    "update_rules_diagram": ("θ ← θ − M ∇L(θ)", "M = α", "Meta-SGD", "M = diag(α)", "M_k = diag(α_k)", "MAML++",
+                             "M = L Lᵀ", "one rate per parameter", "k × P", "P × P", "positive semi-definite",
+                             "first-order", "second derivatives", "Reptile", "θ ← θ + ε (θ_i − θ)"),
+    "conditional_prior_vae_diagram": ("K support images", "inner loop", "context c", "c₀", "one decoder layer",
+                                      "support's −ELBO", "p(z | c) = N(m, diag eˢ)", "[m; s] = W c + b",
+                                      "sample z", "decoder", "new images", "encoder q(z | x, c)", "outer loop",
+                                      "c₀, W, b", "learned rates"),
+}
+
+
+@pytest.mark.parametrize("name", DIAGRAMS)
+def test_each_diagram_shows_the_labels_and_formulas_its_notebook_teaches(name):
+    fig = getattr(plot, name)()
     shown = texts(fig)
-    for part in ("θ_i ← θ_i − α∇L_support(θ_i)", "L_query(θ_i)", "θ ← θ − β ∇_θ Σ_i L_query(θ_i)",
-                 "inner loop", "outer loop"):
-        assert part in shown, part
-    plt.close(fig)
-
-
-def test_the_episode_diagram_names_the_parts_of_a_task_and_their_sizes():
-    fig = plot.episode_diagram()
-    shown = texts(fig)
-    for part in ("task = N classes", "N = 3, K = 2, Q = 2", "support: K images per class",
-                 "query: Q images per class", "background classes", "meta-training tasks", "evaluation classes",
-                 "unseen test tasks"):
-        assert part in shown, part
-    plt.close(fig)
-
-
-def test_the_update_rules_diagram_shows_each_rules_m_and_how_many_numbers_it_learns():
-    fig = plot.update_rules_diagram()
-    shown = texts(fig)
-    for part in ("θ ← θ − M ∇L(θ)", "M = α", "Meta-SGD", "M = diag(α)", "M_k = diag(α_k)", "MAML++",
-                 "M = L Lᵀ", "one rate per parameter", "k × P", "P × P", "positive semi-definite", "first-order",
-                 "second derivatives", "Reptile", "θ ← θ + ε (θ_i − θ)"):
-        assert part in shown, part
-    plt.close(fig)
-
-
-def test_the_conditional_prior_vae_diagram_shows_adaptation_sampling_and_the_outer_loop():
-    fig = plot.conditional_prior_vae_diagram()
-    shown = texts(fig)
-    for part in ("K support images", "inner loop", "context c", "c₀", "one decoder layer", "support's −ELBO",
-                 "p(z | c) = N(m, diag eˢ)", "[m; s] = W c + b", "sample z", "decoder", "new images",
-                 "encoder q(z | x, c)", "outer loop", "c₀, W, b", "learned rates"):
+    for part in DIAGRAMS[name]:
         assert part in shown, part
     plt.close(fig)
 
 
 def test_no_diagram_label_overlaps_another_or_leaves_the_figure():
-    for name in ("maml_diagram", "episode_diagram", "update_rules_diagram", "conditional_prior_vae_diagram"):
+    for name in DIAGRAMS:
         fig = getattr(plot, name)()
         fig.canvas.draw()
         labels = [(t.get_text(), t.get_window_extent()) for ax in fig.axes for t in ax.texts

@@ -10,7 +10,7 @@ import numpy as np
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..stats import format_ci, mean_ci, paired_difference, psnr
+from ..stats import choose, format_ci, mean_ci, paired_difference, psnr
 from .gaussian import GaussianPrior, conditional_mean
 from .tasks import KS, CompletionTasks, complete_by_gd
 
@@ -21,16 +21,6 @@ def psnr_unobserved(predictions: Tensor, tasks: CompletionTasks) -> np.ndarray:
     flat = predictions.reshape(-1, *predictions.shape[-2:])
     mask = ~tasks.observed_mask()
     return np.stack([psnr(p, tasks.pixels, mask) for p in flat]).reshape(*lead, len(tasks))
-
-
-def choose(grid: Sequence[float], score: Callable[[float], float]) -> tuple[float, dict[float, float]]:
-    """The value of ``grid`` with the highest ``score`` (e.g. mean validation PSNR), and every score.
-    A non-finite score (a diverging step size) never wins."""
-    scores = {value: float(score(value)) for value in grid}
-    finite = {v: s for v, s in scores.items() if np.isfinite(s)}
-    if not finite:
-        raise ConfigError(f"choose: every value of {list(grid)} scored non-finite {scores}")
-    return max(finite, key=finite.get), scores
 
 
 class Evaluation(NamedTuple):

@@ -22,6 +22,7 @@ from ..data.images import ImageSet
 from .vae import (IMAGE_SHAPE, ConditionalVAE, Params, adapt, call, joint_names, mean_loss, per_task,
                   query_scores, sample)
 from ..errors import ConfigError
+from ..stats import choose
 from ..meta.maml import MetaConfig, inner_loop
 from ..data.episodes import EpisodeSampler
 
@@ -79,12 +80,42 @@ def finetune(model: ConditionalVAE, joint: Params, support: Tensor, steps: int, 
     return {n: torch.cat([p[n] for p in parts]) for n in names}
 
 
+FINETUNE_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+
+
+def choose_finetune_lr(model: ConditionalVAE, joint: Params, images: ImageSet,
+                       steps: int | Mapping[int, int], k_shots: Sequence[int] = (1, 5),
+                       rates: Sequence[float] = FINETUNE_RATES, n_episodes: int = 8, n_way: int = 5,
+                       n_query: int = 5, is_samples: int = 8,
+                       seed: int = 0) -> tuple[dict[int, float], dict[int, dict[float, float]]]:
+    """The fine-tuning baseline's Adam rate for each K, tuned on ``images`` (the validation split) before
+    it is compared with anything, as notebook 03 tunes its baseline's step size.
+
+    For each K and rate, the joint VAE is fine-tuned on every class-task's K support images for
+    4 × ``steps`` steps (the longer of :func:`score_methods`'s two budgets; ``steps`` per K as there),
+    and scored by the mean query IS-NLL. Returns ({K: the rate with the lowest}, {K: {rate: IS-NLL}}).
+    """
+    support, query, _ = _class_tasks(model, None, images, max(k_shots), n_episodes, n_way, n_query, seed)
+    steps_at = steps_per_shot(steps, k_shots, 1)
+    best, table = {}, {}
+    for k in k_shots:
+        rng = _random_numbers(seed, k)
+
+        def nll(rate: float, k: int = k) -> float:
+            tuned = finetune(model, joint, support[:, :k], 4 * steps_at[k], rate, rng(0))
+            return query_scores(model, joint, tuned, query, is_samples, rng(2))[1].mean().item()
+        best[k], scores = choose(rates, lambda rate: -nll(rate))
+        table[k] = {rate: -score for rate, score in scores.items()}
+    return best, table
+
+
 # --- Evaluation -----------------------------------------------------------------------------------
 
 def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg: MetaConfig, classifier: nn.Module,
              images: ImageSet, spread: tuple[Tensor, Tensor], k_shots: Sequence[int] = (1, 5),
              n_episodes: int = 40, n_way: int = 5, n_query: int = 15, n_samples: int = 10, nll_images: int = 5,
-             is_samples: int = 16, steps: int | Mapping[int, int] | None = None, finetune_lr: float = 3e-4,
+             is_samples: int = 16, steps: int | Mapping[int, int] | None = None,
+             finetune_lr: float | Mapping[int, float] = 3e-4,
              temperatures: Sequence[float] = (), seed: int = 0) -> dict[int, dict[str, dict]]:
     """Every method on the same ``n_episodes`` ``n_way``-way episodes of ``images`` (the evaluation split).
 
@@ -93,8 +124,8 @@ def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg
     Fréchet distance, and the first ``nll_images`` of them are scored (−ELBO and IS-NLL, ``is_samples``).
     The meta-learned model adapts for ``steps`` inner steps (default ``cfg.inner_steps``; Meta-SGD rates
     are per parameter, so more steps at test time are allowed), one number for every K or ``{K: steps}``;
-    the joint VAE is fine-tuned for as many steps and 4 × as many (Adam, ``finetune_lr``: the best single
-    rate over K ∈ {1, 5} on the validation split). Every method draws the same sampling and scoring
+    the joint VAE is fine-tuned for as many steps and 4 × as many (Adam at ``finetune_lr``, one rate or
+    ``{K: rate}``; notebook 04 tunes it on the validation split with :func:`choose_finetune_lr`). Every method draws the same sampling and scoring
     noise (common random numbers), so paired differences are not blurred by the draws.
 
     Samples are drawn at temperature 1 (the model as trained). Each τ of ``temperatures`` also samples
@@ -113,6 +144,7 @@ def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg
                                                 n_query, seed)
     tasks = len(supports)
     steps_at = steps_per_shot(steps, k_shots, cfg.inner_steps)
+    rate_at = steps_per_shot(finetune_lr, k_shots, 3e-4, "finetune_lr")
     results: dict[int, dict[str, dict]] = {}
     for k in k_shots:
         support = supports[:, :k]
@@ -122,7 +154,7 @@ def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg
             "meta-learned, before adaptation": (meta_params, {}),
             "joint VAE, N(0, I) prior": (joint, {}),
             "joint VAE, support-fitted Gaussian": (joint, support_gaussian(model, joint, support, spread)),
-            **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, finetune_lr, rng(0)))
+            **{f"joint VAE, fine-tuned {n} steps": (joint, finetune(model, joint, support, n, rate_at[k], rng(0)))
                for n in (steps_at[k], 4 * steps_at[k])},
         }
         results[k] = {}
@@ -242,12 +274,13 @@ def _task_prior(model: ConditionalVAE, params: Params, adapted_params: Params) -
 def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet, k_max: int, n_episodes: int,
                  n_way: int, n_query: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """The evaluation's class-tasks: (supports ``[T, k_max, 1, 28, 28]`` and query images on the model's
-    device, the query images' classifier features ``[T, n_query, D]``), T = n_episodes · n_way."""
+    device, the query images' classifier features ``[T, n_query, D]``, None without a classifier),
+    T = n_episodes · n_way."""
     episode = EpisodeSampler(images, k_max, n_query, n_way, seed).sample(n_episodes)
     tasks, device = n_episodes * n_way, model.context.device
     query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
     return (episode.support.view(tasks, k_max, *IMAGE_SHAPE).to(device), query.to(device),
-            features(classifier, query))
+            None if classifier is None else features(classifier, query))
 
 
 def _random_numbers(seed: int, k: int):
@@ -265,14 +298,16 @@ def check_temperatures(temperatures: Sequence[float]) -> None:
                           "[0.4, 0.6, 0.8] (τ = 1 is always scored)")
 
 
-def steps_per_shot(steps: int | Mapping[int, int] | None, k_shots: Sequence[int], default: int) -> dict[int, int]:
-    """``{K: inner steps}`` for every K of ``k_shots`` from one number, a mapping, or None (``default``)."""
+def steps_per_shot(steps: float | Mapping[int, float] | None, k_shots: Sequence[int], default: float,
+                   name: str = "steps") -> dict[int, float]:
+    """``{K: value}`` for every K of ``k_shots`` from one number, a mapping, or None (``default``): the
+    inner steps, or another setting ``name`` given per K (the fine-tuning rate)."""
     if steps is None:
         return {k: default for k in k_shots}
     if isinstance(steps, Mapping):
         missing = [k for k in k_shots if k not in steps]
         if missing:
-            raise ConfigError(f"score_methods: steps={dict(steps)!r} gives no number of steps for K = {missing}")
+            raise ConfigError(f"score_methods: {name}={dict(steps)!r} gives no value for K = {missing}")
         return {k: steps[k] for k in k_shots}
     return {k: steps for k in k_shots}
 
