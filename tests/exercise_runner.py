@@ -1,9 +1,9 @@
-"""Running a notebook's first exercise without the rest of the notebook (a test helper, not the kit's).
+"""Running a notebook's exercises without the rest of the notebook (a test helper, not the kit's).
 
-``first_exercise_cells`` is a backward slice over the notebook's code cells: the set-up cells, and the
-cells whose names the first exercise reads, transitively, so that a test can check that a student version
-stops at its first exercise without minutes of training before it. ``run_first_exercise`` runs that slice
-once, with the student's and the solution's exercise cells, in one fresh kernel.
+``exercise_cells`` is a backward slice over the notebook's code cells: the set-up cells, and the cells
+whose names the exercises read, transitively, so that a test can run every exercise without minutes of
+training before them. ``run_ladder`` runs that slice once, then each exercise with the student's stub,
+with wrong answers and with the solution, in one fresh kernel.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
 
+import nbformat
 
 from metagen_utils.kit.assignments import AssignmentError, _parse, _python, exercises
 from metagen_utils.kit.harness import KERNEL
@@ -98,53 +99,48 @@ def names_used(*sources: str) -> set[str]:
     return free
 
 
-def first_exercise_cells(nb, full: bool = False) -> list[int]:
-    """The code cells to run to reach the end of the notebook's first exercise (its test cell).
+def exercise_cells(nb, full: bool = False) -> tuple[list[int], list[int]]:
+    """The code cells to run before the exercises, and the code cells of the exercise section (from the
+    first solution cell on: solutions, tests and the helpers between them).
 
-    ``full=True``: every code cell up to there. Otherwise a backward slice, so that minutes of training
-    in unrelated sections are skipped: the ``parameters`` cell and the setup cell after it, every earlier
-    cell that binds a name the exercise reads (and, in turn, those cells' own inputs), then the
-    exercise's solution and test cells. The slice is checked by running it with the solutions in place:
-    it must pass there (see :func:`run_first_exercise`).
+    ``full=True``: every code cell before the exercises. Otherwise a backward slice, so that minutes of
+    training the exercises do not read are skipped: the ``parameters`` cell and the setup cell after it,
+    and every earlier cell that binds a name the exercise section reads (and, in turn, those cells' own
+    inputs). The slice is checked by running it with the solutions in place: they must pass there (see
+    :func:`run_ladder`).
     """
     found = exercises(nb)
-    if not found or found[0].test is None:
-        raise AssignmentError("the notebook has no exercise with a test cell")
-    first = found[0]
-    code = [i for i, c in enumerate(nb.cells[:first.solution]) if c.cell_type == "code"]
+    if not found or any(ex.test is None for ex in found):
+        raise AssignmentError("the notebook has an exercise without a test cell")
+    first = found[0].solution
+    section = [i for i, c in enumerate(nb.cells) if i >= first and c.cell_type == "code"]
+    code = [i for i, c in enumerate(nb.cells[:first]) if c.cell_type == "code"]
     if full:
-        return code + [first.solution, first.test]
+        return code, section
     parameters = next((i for i in code if "parameters" in nb.cells[i].metadata.get("tags", [])), None)
     keep = set()
     if parameters is not None:
         keep.add(parameters)
         keep.update([i for i in code if i > parameters][:1])
-    needed = names_used(nb.cells[first.solution].source, nb.cells[first.test].source)
+    needed = names_used(*(nb.cells[i].source for i in section))
     for index in reversed(code):
         defined = names_defined(nb.cells[index].source)
         if index in keep or defined is None or defined & needed:
             keep.add(index)
             needed |= names_used(nb.cells[index].source)
-    return sorted(keep) + [first.solution, first.test]
+    return sorted(keep), section
 
 
-@dataclass(frozen=True)
-class ExerciseRun:
-    """How running up to the end of the first exercise went: ``error`` is None when every cell passed."""
-
-    cells: list[int]
-    error: str | None = None  # the exception's name, e.g. "NotImplementedError"
-    message: str = ""
-    failed_cell: int | None = None  # index in the original notebook
+Error = tuple[str, str]  # (exception name, message)
 
 
-def run_cells(cells: list[tuple[object, int]], cwd: Path, timeout: int = 1800) -> list[tuple[str, str] | None]:
-    """Execute the cells ``(notebook, index)`` in this order in one fresh kernel of the kit's environment,
-    going on past errors; returns each cell's error as ``(name, message)``, or None where it passed."""
+def run_cells(nb, sources: list[str], cwd: Path, timeout: int = 1800) -> list[Error | None]:
+    """Execute ``sources`` as code cells, in this order, in one fresh kernel of the kit's environment (with
+    ``nb``'s metadata), going on past errors; returns each cell's error, or None where it passed."""
     from nbclient import NotebookClient
 
-    run_nb = copy.deepcopy(cells[0][0])
-    run_nb.cells = [copy.deepcopy(nb.cells[i]) for nb, i in cells]
+    run_nb = copy.deepcopy(nb)
+    run_nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     client = NotebookClient(run_nb, kernel_name=KERNEL, timeout=timeout, allow_errors=True,
                             resources={"metadata": {"path": str(cwd)}})
     scratch = os.environ.get("METAGEN_RESULTS") or tempfile.mkdtemp(prefix="metagen-exercise-")
@@ -157,38 +153,52 @@ def run_cells(cells: list[tuple[object, int]], cwd: Path, timeout: int = 1800) -
     return errors
 
 
-def _first_error(cells: list[int], errors: list[tuple[str, str] | None]) -> ExerciseRun:
-    failed = next(((i, e) for i, e in zip(cells, errors) if e is not None), None)
-    return ExerciseRun(cells) if failed is None else ExerciseRun(cells, failed[1][0], failed[1][1], failed[0])
+@dataclass(frozen=True)
+class Ladder:
+    """How each answer to each exercise fared against that exercise's test cell (hidden tests included):
+    ``answers[number][name]`` is the first error of running the answer then the test, None if both
+    passed. Names: ``"student"`` (the student version's stub), ``"solution"``, and each wrong answer's."""
+
+    setup_error: tuple[int, Error] | None  # a cell before the exercises that failed: (index, error)
+    answers: dict[int, dict[str, Error | None]]
 
 
-def run_first_exercise(student_nb, solution_nb, cwd: Path,
-                       full: bool = False) -> tuple[ExerciseRun, ExerciseRun]:
-    """Run the student and the solution version up to the end of the first exercise, on the same cells.
-
-    One kernel runs the cells before the exercise (the same in both versions: checked), then the student's
-    solution and test cells, which must stop at nbgrader's stub (in the solution cell, or in the test that
-    calls a stubbed function), then the solution's solution and test cells, which must pass: so the slice
-    gives the exercise everything it needs, and the student's error comes from the stub. A test cell
-    stopped by the stub has at most bound names that the solution's own test cell binds again. That the
-    solution also passes in the notebook's own order is nbval's check of the committed notebook. A
-    solution that fails here means the slice falls short: then it all runs again on every cell up to the
-    exercise.
-    """
-    first = exercises(solution_nb)[0]
-    cells = first_exercise_cells(solution_nb, full=full)
-    if [student_nb.cells[i].cell_type for i in cells] != [solution_nb.cells[i].cell_type for i in cells]:
+def run_ladder(student_nb, solution_nb, wrong: dict[int, dict[str, str]], cwd: Path,
+               full: bool = False) -> Ladder:
+    """Run every exercise with every answer, in one kernel: the cells the exercises need (the same in
+    both versions: checked), then, exercise by exercise, the student's stub, each of ``wrong[number]``
+    (name → source of the solution cell) and last the solution, each followed by the exercise's test
+    cell. The solution runs last, so the next exercise starts from the state the notebook leaves. A
+    solution that fails means the slice falls short: then it all runs again on every cell before the
+    exercises."""
+    setup, section = exercise_cells(solution_nb, full=full)
+    if [c.cell_type for c in student_nb.cells] != [c.cell_type for c in solution_nb.cells]:
         raise AssignmentError("the student version's cells do not line up with the solution version's")
-    shared = [i for i in cells if i not in (first.solution, first.test)]
-    differing = [i for i in shared if student_nb.cells[i].source != solution_nb.cells[i].source]
+    differing = [i for i in setup if student_nb.cells[i].source != solution_nb.cells[i].source]
     if differing:
-        raise AssignmentError(f"cells {differing} before the first exercise differ between the student and "
-                              "the solution version")
-    exercise = [first.solution, first.test]
-    order = ([(student_nb, i) for i in shared + exercise] + [(solution_nb, i) for i in exercise])
-    errors = run_cells(order, cwd)
-    student = _first_error(shared + exercise, errors[:len(shared) + 2])
-    solution = _first_error(shared + exercise, errors[:len(shared)] + errors[-2:])
-    if solution.error is not None and not full:
-        return run_first_exercise(student_nb, solution_nb, cwd, full=True)
-    return student, solution
+        raise AssignmentError(f"cells {differing} before the exercises differ between the student and the "
+                              "solution version")
+    by_solution = {ex.solution: ex for ex in exercises(solution_nb)}
+    tests = {ex.test for ex in by_solution.values()}
+    sources, where = [solution_nb.cells[i].source for i in setup], []
+    for index in section:
+        if index in tests:
+            continue
+        ex = by_solution.get(index)
+        if ex is None:                                    # a helper between the exercises
+            sources.append(solution_nb.cells[index].source)
+            continue
+        answers = {"student": student_nb.cells[index].source, **wrong.get(ex.number, {}),
+                   "solution": solution_nb.cells[index].source}
+        for name, answer in answers.items():
+            where.append((ex.number, name, len(sources)))
+            sources += [answer, solution_nb.cells[ex.test].source]
+    errors = run_cells(solution_nb, sources, cwd)
+    failed = next(((i, e) for i, e in zip(setup, errors) if e is not None), None)
+    result: dict[int, dict[str, Error | None]] = {}
+    for number, name, at in where:
+        result.setdefault(number, {})[name] = errors[at] or errors[at + 1]
+    ladder = Ladder(failed, result)
+    if not full and (failed or any(r["solution"] is not None for r in result.values())):
+        return run_ladder(student_nb, solution_nb, wrong, cwd, full=True)
+    return ladder

@@ -1,19 +1,20 @@
-"""Course assignments: exercises/ made by nbgrader's ClearSolutions, students stopped by its stub,
-solutions passing every autograder cell, and the nbgrader course flow itself.
+"""Course assignments: exercises/ made by nbgrader's ClearSolutions, students stopped by its stub, wrong
+answers rejected, solutions passing every autograder cell, and the nbgrader course flow itself.
 
 The machinery is tested on a small notebook built here with two exercises (one with hidden tests);
-the committed notebooks are checked for the shape (a summary, at least two exercise/test pairs), for
-their committed outputs (every autograder cell ran without error), and for their student versions.
+the committed notebooks are checked for their shape (a summary, a ladder of at least three graded
+exercises with hidden tests, open exercises with a deliverable), for their committed outputs (every
+autograder cell ran without error), and for their student versions.
 
-How "each student notebook stops at its first exercise with NotImplementedError" is checked quickly:
-running a notebook up to its exercises costs as long as the notebook itself (minutes for the training
-notebooks), so only the cells the first exercise depends on are run — the parameters and setup cells
-and, found by static analysis (which names each cell binds and reads), the earlier cells that bind what
-the exercise reads, then the exercise's solution and test cells. The *same* cells are run twice, in
-fresh kernels: with the solution they must pass (so nothing the exercise needs is missing from the
-slice, or the run would fail with NameError), and in the student version they must stop with
-NotImplementedError in that exercise. If the solution run fails, both fall back to every cell up to
-the exercise. The solution notebooks as a whole are re-executed by the nbval run of the test suite.
+How the ladder is checked quickly: running a notebook up to its exercises costs as long as the notebook
+itself (minutes for the training notebooks), so only the cells the exercises depend on are run — the
+parameters and setup cells and, found by static analysis (which names each cell binds and reads), the
+earlier cells that bind what the exercises read. Then, in the same kernel, each exercise runs with the
+student's stub (it must stop with NotImplementedError), with each wrong answer of
+tests/exercise_answers.py (each must fail the test cell, hidden tests included) and with the solution
+(it must pass: so nothing the exercises need is missing from the slice). If a solution fails, it all
+runs again on every cell before the exercises. The solution notebooks as a whole are re-executed by the
+nbval run of the test suite.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from exercise_runner import first_exercise_cells, names_defined, names_used, run_first_exercise
-from metagen_utils.kit.assignments import (EXERCISES, AssignmentError, check_in_sync, exercise_problems, exercises,
-                                       make_course, make_student_versions, student_version)
+from exercise_answers import WRONG_ANSWERS
+from exercise_runner import exercise_cells, names_defined, names_used, run_ladder
+from metagen_utils.kit.assignments import (BEGIN_SOLUTION, EXERCISES, AssignmentError, check_in_sync, exercise_problems, exercises,
+                                       guide_problems, ladder_problems, make_course, make_student_versions, student_version)
 from metagen_utils.kit.harness import NOTEBOOKS, notebook_paths
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's ClearSolutions.code_stub["python"]
@@ -104,19 +106,23 @@ def test_names_used_are_the_inputs_a_cell_reads_before_binding_them():
     assert names_defined("%time y = w") is None, "code inside a magic is not analysed: such a cell is kept"
 
 
-def test_first_exercise_slice_runs_setup_and_what_the_exercise_reads_and_nothing_else(tmp_path):
+def test_exercise_slice_runs_setup_and_what_the_exercises_read_and_nothing_else(tmp_path):
     nb = nbformat.read(str(write_fixture(tmp_path)), as_version=4)
     assert exercises(nb)[0].solution == 8 and exercises(nb)[0].test == 9
-    assert first_exercise_cells(nb) == [2, 3, 4, 8, 9], "the training-like cell 5 is not needed"
-    assert first_exercise_cells(nb, full=True) == [2, 3, 4, 5, 8, 9]
+    assert exercise_cells(nb) == ([2, 3, 4], [8, 9, 11, 12]), "the training-like cell 5 is not needed"
+    assert exercise_cells(nb, full=True) == ([2, 3, 4, 5], [8, 9, 11, 12])
 
 
 @pytest.mark.slow
-def test_student_fixture_stops_at_its_first_exercise_with_not_implemented_error_and_solution_passes(tmp_path):
+def test_fixture_ladder_stub_stops_wrong_answers_fail_and_solutions_pass(tmp_path):
     source = nbformat.read(str(write_fixture(tmp_path)), as_version=4)
-    student, solution = run_first_exercise(student_version(source), source, tmp_path)
-    assert solution.error is None, f"the solution failed: {solution}"
-    assert (student.error, student.failed_cell) == ("NotImplementedError", 9), student
+    wrong = {1: {"zero": "def total(xs):\n    return 0"}, 2: {"visible test only": "scaled = [10]"}}
+    ladder = run_ladder(student_version(source), source, wrong, tmp_path)
+    assert ladder.setup_error is None
+    assert ladder.answers[1]["solution"] is None and ladder.answers[2]["solution"] is None
+    assert ladder.answers[1]["student"][0] == ladder.answers[2]["student"][0] == "NotImplementedError"
+    assert ladder.answers[1]["zero"][0] == "AssertionError"
+    assert ladder.answers[2]["visible test only"][0] == "AssertionError", "the hidden test rejects it"
 
     from nbclient import NotebookClient  # the whole solution notebook passes every autograder cell
 
@@ -231,9 +237,49 @@ def test_nbgrader_generates_the_assignment_and_autogrades_solution_full_marks_an
 SERIES = notebook_paths(NOTEBOOKS)
 
 
-def test_every_notebook_ends_with_a_summary_and_at_least_two_autograded_exercises():
-    problems = [p for path in SERIES for p in exercise_problems(path)]
+def test_every_notebook_ends_with_a_summary_and_a_ladder_of_at_least_three_graded_exercises():
+    problems = [p for path in SERIES for p in exercise_problems(path, minimum=3) + ladder_problems(path)]
     assert not problems, "\n".join(problems)
+
+
+def test_ladder_problems_name_a_missing_label_hidden_test_and_deliverable(tmp_path):
+    path = write_fixture(tmp_path)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[7].source = "## Exercises\n**Exercise 1 · warm-up (graded).** Write `total(xs)`."
+    nb.cells[10].source = "**Exercise 2 · harder (graded).** Scale.\n\n**Exercise 3 · open.** Think."
+    nbformat.write(nb, str(path))
+    problems = "\n".join(ladder_problems(path))
+    assert "exercise 1's test cell 9 has no hidden tests" in problems
+    assert "labelled ['warm-up', 'harder']; the first three must be" in problems
+    assert "open exercise in cell 10 says nothing to hand in" in problems
+
+
+def test_the_instructor_guide_covers_every_exercise_with_a_rubric_for_the_open_ones(tmp_path):
+    problems = [p for path in SERIES for p in guide_problems(path)]
+    assert not problems, "\n".join(problems)
+    path = write_fixture(tmp_path)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[7].source = "## Exercises\n**Exercise 1 · warm-up (graded).** Write `total(xs)`."
+    nb.cells[10].source = "**Exercise 2 · open.** Think. *Hand in:* a number."
+    nbformat.write(nb, str(path))
+    guide = tmp_path / "guide.md"
+    guide.write_text("### 01 · Exercise 1 (warm-up, graded)\nChecks.\n\n### 01 · Exercise 2 (open)\nA number.\n")
+    assert guide_problems(path, guide) == ["guide.md: no section '### 01 · Exercise 2 (open)' with a 'Rubric:'"]
+
+
+def test_every_graded_exercise_has_a_constant_and_a_likely_wrong_answer_to_reject():
+    for path in SERIES:
+        graded = [ex.number for ex in exercises(nbformat.read(str(path), as_version=4))]
+        wrong = WRONG_ANSWERS.get(path.stem, {})
+        assert sorted(wrong) == graded, f"{path.stem}: wrong answers for {sorted(wrong)}; exercises {graded}"
+        for number, answers in wrong.items():
+            assert len(answers) >= 2, f"{path.stem} exercise {number}: a constant and a likely mistake"
+
+
+def test_student_versions_have_no_hidden_tests_or_solutions():
+    for path in sorted(EXERCISES.glob("[0-9][0-9]_*.ipynb")):
+        text = path.read_text()
+        assert "HIDDEN TESTS" not in text and BEGIN_SOLUTION not in text, path.name
 
 
 def test_exercises_folder_is_in_sync_with_the_notebooks():
@@ -258,18 +304,21 @@ def test_solution_notebook_passed_every_autograder_cell_in_its_committed_outputs
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SERIES, ids=[p.stem for p in SERIES])
-def test_student_notebook_stops_at_its_first_exercise_with_not_implemented_error(path):
+def test_ladder_student_stubs_stop_wrong_answers_fail_and_solutions_pass(path):
+    """Every graded exercise, in one kernel: the student version stops at nbgrader's stub, every wrong
+    answer of tests/exercise_answers.py fails the test cell (hidden tests included), the solution passes."""
     source = nbformat.read(str(path), as_version=4)
-    assert exercises(source), f"{path.name} has no exercises to stop at"
     committed = EXERCISES / path.name
     assert committed.is_file(), f"{committed} is missing; run `python -m metagen_utils.kit.assignments`"
-    student_nb = nbformat.read(str(committed), as_version=4)
-    student, solution = run_first_exercise(student_nb, source, NOTEBOOKS)
-    first = exercises(source)[0]
-    assert solution.error is None, f"{path.name}: the solution fails its first exercise: {solution}"
-    assert student.error == "NotImplementedError", \
-        f"{path.name}: the student version should stop at exercise 1 with NotImplementedError; got {student}"
-    assert student.failed_cell in (first.solution, first.test), student
+    ladder = run_ladder(nbformat.read(str(committed), as_version=4), source, WRONG_ANSWERS[path.stem],
+                        NOTEBOOKS)
+    assert ladder.setup_error is None, f"{path.name}: a cell before the exercises failed: {ladder.setup_error}"
+    for number, answers in ladder.answers.items():
+        assert answers["solution"] is None, f"{path.name} exercise {number}: the solution fails: {answers}"
+        assert answers["student"] and answers["student"][0] == "NotImplementedError", \
+            f"{path.name} exercise {number}: the student version should stop at the stub: {answers['student']}"
+        passed = [name for name, error in answers.items() if name not in ("student", "solution") and not error]
+        assert not passed, f"{path.name} exercise {number}: wrong answers pass its tests: {passed}"
 
 
 def test_make_course_refuses_notebooks_without_exercises(tmp_path):

@@ -18,6 +18,7 @@ import ast
 import copy
 import difflib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,14 @@ from .harness import NOTEBOOKS, notebook_paths
 from ..results import REPO
 
 EXERCISES = REPO / "exercises"
+GUIDE = EXERCISES / "INSTRUCTOR_GUIDE.md"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"  # nbgrader's markers
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+# A notebook's graded exercises climb this ladder, in this order; more graded or open ones may follow.
+LADDER = ("warm-up", "write the algorithm", "harder")
+GRADED = re.compile(r"\*\*Exercise (\d+) · ([a-z -]+) \(graded\)\.\*\*")
+OPEN = re.compile(r"\*\*Exercise (\d+) · open\.\*\*")
+HAND_IN = "*Hand in:*"
 
 
 class AssignmentError(MetagenError, ValueError):
@@ -131,6 +139,59 @@ def exercise_problems(path: Path, minimum: int = 2) -> list[str]:
         elif is_solution_cell(nb.cells[ex.test]) or not has_asserts(nb.cells[ex.test]):
             problems.append(f"{path.name}: cell {ex.test}, after exercise {ex.number}'s solution (cell "
                             f"{ex.solution}), is not an autograder test cell (no assert in it)")
+    return problems
+
+
+def ladder_problems(path: Path) -> list[str]:
+    """What keeps a notebook's exercises from being a graded ladder (empty when nothing does): at least
+    three graded exercises labelled, in order, as :data:`LADDER` (``**Exercise N · warm-up (graded).**``
+    in the markdown above the solution), hidden tests in every graded exercise's test cell, and a
+    ``*Hand in:*`` deliverable in every open exercise (``**Exercise N · open.**``)."""
+    nb = nbformat.read(str(path), as_version=4)
+    found, problems = exercises(nb), []
+    labels = []
+    for ex in found:
+        above = next((c.source for c in reversed(nb.cells[:ex.solution]) if c.cell_type == "markdown"), "")
+        match = GRADED.search(above)
+        labels.append(match.group(2) if match else None)
+        if match is None:
+            problems.append(f"{path.name}: exercise {ex.number} (cell {ex.solution}) has no "
+                            "'**Exercise N · <level> (graded).**' label in the markdown above it")
+        if ex.test is not None and BEGIN_HIDDEN not in nb.cells[ex.test].source:
+            problems.append(f"{path.name}: exercise {ex.number}'s test cell {ex.test} has no hidden tests "
+                            f"('{BEGIN_HIDDEN}'), so a student could fit the visible ones")
+    if tuple(labels[:len(LADDER)]) != LADDER:
+        problems.append(f"{path.name}: the graded exercises are labelled {labels}; the first three must be "
+                        f"{list(LADDER)}, in that order")
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for part in OPEN.split(cell.source)[2::2]:     # the text of each open exercise in the cell
+            if HAND_IN not in part.split("**Exercise")[0]:
+                problems.append(f"{path.name}: an open exercise in cell {index} says nothing to hand in "
+                                f"('{HAND_IN}')")
+    return problems
+
+
+def guide_problems(path: Path, guide: Path = GUIDE) -> list[str]:
+    """What the instructor guide lacks for a notebook's exercises (empty when nothing): a section
+    ``### NN · Exercise N (<level>, graded)`` or ``(open)`` for each, and a rubric for each open one."""
+    nb = nbformat.read(str(path), as_version=4)
+    text = guide.read_text() if guide.is_file() else ""
+    sections = dict(re.findall(r"^### (\d\d · Exercise \d+ \([^)]*\))\n(.*?)(?=^##|\Z)", text, re.M | re.S))
+    problems = []
+    prefix = path.name[:2]
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for number, level in GRADED.findall(cell.source):
+            if f"{prefix} · Exercise {number} ({level}, graded)" not in sections:
+                problems.append(f"{guide.name}: no section '### {prefix} · Exercise {number} ({level}, graded)'")
+        for number in OPEN.findall(cell.source):
+            body = sections.get(f"{prefix} · Exercise {number} (open)")
+            if body is None or "Rubric:" not in body:
+                problems.append(f"{guide.name}: no section '### {prefix} · Exercise {number} (open)' with a "
+                                "'Rubric:'")
     return problems
 
 
