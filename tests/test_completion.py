@@ -222,7 +222,8 @@ def test_three_splits_carves_disjoint_classes_from_an_all_background_set_the_sam
 
 
 def test_three_splits_needs_enough_classes_to_carve_from():
-    with pytest.raises(DataError, match="2 background class.*at least 3 are needed to carve validation and evaluation"):
+    with pytest.raises(DataError, match=r"synthetic: 2 classes, 1 of them left in the background .*holding out 1 "
+                                        r"evaluation class\(es\) needs at least 2 there"):
         C.three_splits(image_set(num_classes=2))
 
 

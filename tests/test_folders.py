@@ -235,3 +235,9 @@ def test_folder_with_neither_layout_error_describes_both(tmp_path):
 def test_load_folder_on_missing_root_names_it(tmp_path):
     with pytest.raises(DataError, match=r"missing_root: folder not found"):
         load_folder(tmp_path / "missing_root")
+
+
+def test_omniglot_with_few_background_alphabets_keeps_one_in_background_by_default(omniglot_root):
+    images = load_omniglot(omniglot_root)       # two background alphabets: one becomes validation
+    assert sorted(set(zip(images.alphabets, images.splits))) == [
+        ("Alpha", "background"), ("Beta", "validation"), ("Gamma", "evaluation")]

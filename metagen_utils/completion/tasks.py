@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..config import progress_disabled
 from ..data.images import ImageSet
+from ..data.splits import hold_out
 from ..errors import ConfigError, DataError
 from ..meta.maml import MetaConfig, TaskBatch, init_meta_params, inner_loop, meta_step
 from ..models import FourierFeatures, LinearMetaNet
@@ -103,28 +104,12 @@ def make_tasks(images: ImageSet, num_tasks: int, observed: float = 0.25, seed: i
                            torch.as_tensor(ids), height, width)
 
 
-def three_splits(images: ImageSet, seed: int = 0, validation: float = 0.1,
-                 evaluation: float = 0.2) -> tuple[ImageSet, ImageSet, ImageSet]:
+def three_splits(images: ImageSet, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet]:
     """(background, validation, evaluation) of ``images``. A set without validation or evaluation classes
-    (a plain class-per-folder set is all background) gets them carved from its background classes: a
-    seeded random ``validation`` / ``evaluation`` fraction of them, at least one class each."""
-    names = ("background", "validation", "evaluation")
-    present = set(images.splits)
-    if set(names) <= present:
-        return tuple(images.split(name) for name in names)  # type: ignore[return-value]
-    pool = [i for i, s in enumerate(images.splits) if s == "background"]
-    missing = [n for n in names[1:] if n not in present]
-    if len(pool) < 1 + len(missing):
-        raise DataError(f"{images.name}: {len(pool)} background class(es); at least {1 + len(missing)} are "
-                        f"needed to carve {' and '.join(missing)} classes from them")
-    order = np.random.default_rng(seed).permutation(pool).tolist()
-    carved = {}
-    for name, fraction in (("validation", validation), ("evaluation", evaluation)):
-        if name in missing:
-            count = max(1, int(round(fraction * len(pool))))
-            carved[name], order = images.select_classes(order[:count]), order[count:]
-    parts = {"background": images.select_classes(sorted(order)), **carved}
-    return tuple(parts[name] if name in parts else images.split(name) for name in names)  # type: ignore
+    (a plain class-per-folder set is all background) gets them carved from its background classes by
+    :func:`metagen_utils.data.splits.hold_out`'s seeded default."""
+    held = hold_out(images, seed=seed)
+    return tuple(held.split(name) for name in ("background", "validation", "evaluation"))  # type: ignore
 
 
 def fourier_design(height: int, width: int, num_features: int = 256, scale: float = 3.0, seed: int = 0,

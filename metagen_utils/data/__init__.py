@@ -1,7 +1,8 @@
 """Images for every notebook (01 teaches them): one container, three sources, and K-shot episodes.
 
 ``images`` (:class:`ImageSet`, the splits), ``preprocess`` (OpenCV from file to array), ``glyphs`` (the
-embedded data set), ``folders`` (Omniglot-layout and class-per-folder data), ``episodes`` (K-shot tasks).
+embedded data set), ``folders`` (Omniglot-layout and class-per-folder data), ``splits`` (choosing the
+held-out classes of any set), ``episodes`` (K-shot tasks).
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from .folders import load_folder
 from .glyphs import load_glyphs
 from .images import SPLITS, ImageSet
 from .preprocess import PreprocessConfig
+from .splits import hold_out
 
-__all__ = ["SPLITS", "Episode", "EpisodeSampler", "ImageSet", "PreprocessConfig", "load", "load_folder",
+__all__ = ["SPLITS", "Episode", "EpisodeSampler", "ImageSet", "PreprocessConfig", "hold_out", "load", "load_folder",
            "load_glyphs"]
 
 

@@ -163,13 +163,14 @@ def _alphabet_classes(alphabet: Path, split: str) -> list[_ClassFolder]:
 
 
 def load_omniglot(root: str | Path, cfg: PreprocessConfig = PreprocessConfig(), skip_bad: bool = False,
-                  validation_alphabets: int = 5, report: list[SkippedFile] | None = None,
+                  validation_alphabets: int | None = None, report: list[SkippedFile] | None = None,
                   invert: bool = True) -> ImageSet:
     """Load an Omniglot-layout folder into an ImageSet, images ``[N, C, cfg.size, cfg.size]`` in [0, 1].
 
     With ``ROOT/images_background`` and/or ``ROOT/images_evaluation``: background alphabets are split
     "background" except the last ``validation_alphabets`` by name, which are "validation" (splitting by
-    alphabet, so validation scripts are unseen); evaluation alphabets are "evaluation". A bare
+    alphabet, so validation scripts are unseen; None: 5, or one fewer than there are, so that one stays
+    in the background); evaluation alphabets are "evaluation". A bare
     ``ROOT/<alphabet>/<character>/`` tree is all "background".
     Class names are ``"<alphabet>/<character>"``. Omniglot draws black strokes on white; ``invert``
     (default True, replacing ``cfg.invert``) makes strokes 1 and paper 0, as in the glyph set.
@@ -179,6 +180,8 @@ def load_omniglot(root: str | Path, cfg: PreprocessConfig = PreprocessConfig(), 
     background, evaluation = (root / name for name in OMNIGLOT_SPLIT_FOLDERS)
     if background.is_dir() or evaluation.is_dir():
         bg = _subfolders(background) if background.is_dir() else []
+        if validation_alphabets is None:
+            validation_alphabets = max(0, min(5, len(bg) - 1))
         if not isinstance(validation_alphabets, int) or validation_alphabets < 0 or (
                 bg and validation_alphabets >= len(bg)):
             raise ConfigError(f"validation_alphabets={validation_alphabets!r} is not valid; {background} "
@@ -209,7 +212,7 @@ def detect_layout(root: str | Path) -> str:
 
 
 def load_folder(root: str | Path, cfg: PreprocessConfig = PreprocessConfig(), *, skip_bad: bool = False,
-                report: list[SkippedFile] | None = None, validation_alphabets: int = 5) -> ImageSet:
+                report: list[SkippedFile] | None = None, validation_alphabets: int | None = None) -> ImageSet:
     """Detect the layout of ``root`` (:func:`detect_layout`) and load it with the matching loader."""
     if detect_layout(root) == "omniglot":
         return load_omniglot(root, cfg, skip_bad, validation_alphabets, report)
