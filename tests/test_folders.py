@@ -241,3 +241,15 @@ def test_omniglot_with_few_background_alphabets_keeps_one_in_background_by_defau
     images = load_omniglot(omniglot_root)       # two background alphabets: one becomes validation
     assert sorted(set(zip(images.alphabets, images.splits))) == [
         ("Alpha", "background"), ("Beta", "validation"), ("Gamma", "evaluation")]
+
+
+def test_load_turns_dark_ink_on_light_paper_into_bright_ink_like_the_glyphs(tmp_path):
+    from metagen_utils.data import load
+
+    for c in range(2):
+        for i in range(2):
+            stroke_png(tmp_path / "ink" / f"class{c}" / f"{i}.png", seed=i)     # black bars on white
+    images = load(str(tmp_path / "ink"), 28)
+    assert images.images.mean() < 0.5 and images.images.max() > 0.9, "paper 0, strokes near 1"
+    inverted = load_class_folders(tmp_path / "ink", PreprocessConfig(size=28, channels=1, invert=True))
+    np.testing.assert_allclose(images.images, inverted.images, atol=1e-6)

@@ -6,6 +6,8 @@ held-out classes of any set), ``episodes`` (K-shot tasks).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .episodes import Episode, EpisodeSampler
 from .folders import load_folder
 from .glyphs import load_glyphs
@@ -19,11 +21,17 @@ __all__ = ["SPLITS", "Episode", "EpisodeSampler", "ImageSet", "PreprocessConfig"
 
 def load(source: str = "glyphs", image_size: int = 28, progress: bool = True) -> ImageSet:
     """The data set a notebook's ``DATA`` parameter names: the embedded glyphs, or a local folder in
-    Omniglot or class-per-folder layout, preprocessed to gray ``image_size``² images.
+    Omniglot or class-per-folder layout, preprocessed to gray ``image_size``² images with ink bright
+    (ink 1, paper 0: a folder of dark ink on light paper is inverted).
 
         images = load()                       # the embedded glyphs, 28×28
         background = images.split("background")
     """
     if source == "glyphs":
         return load_glyphs(image_size, progress=progress)
-    return load_folder(source, PreprocessConfig(size=image_size, channels=1))
+    images = load_folder(source, PreprocessConfig(size=image_size, channels=1))
+    # Every model of the series reads ink as 1 on paper 0, as the glyphs are drawn. A folder of dark
+    # drawings on light paper (a mean above one half) is turned round to match.
+    if images.images.mean() > 0.5:
+        images = replace(images, images=1 - images.images)
+    return images

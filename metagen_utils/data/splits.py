@@ -31,7 +31,8 @@ def hold_out(images: ImageSet, validation: Request = None, evaluation: Request =
 
     * None: the set's own split if it has one; otherwise a seeded default carved from the background,
       10 % (validation) or 20 % (evaluation) of its alphabets, or of its classes when it has too few
-      alphabets to leave one in the background (at least one each);
+      alphabets to leave one in the background (at least one each; shares of the background before
+      anything is carved from it);
     * a count: that many alphabets carved from the background at random (seeded), or that many classes
       when the background has no more alphabets than that;
     * names: exactly those alphabets or classes (names of either kind may be mixed).
@@ -53,11 +54,12 @@ def hold_out(images: ImageSet, validation: Request = None, evaluation: Request =
                                     f"{images.classes[index]!r}, which is already held out as {splits[index]}")
                 splits[index] = name
     rng = np.random.default_rng(seed)
+    start = [i for i, s in enumerate(splits) if s == "background"]    # defaults are shares of this
     for name, request in requests.items():
         if request is None and name in splits or request is not None and not isinstance(request, int):
             continue
         pool = [i for i, s in enumerate(splits) if s == "background"]
-        for index in _carve(images, pool, request, name, rng):
+        for index in _carve(images, pool, start, request, name, rng):
             splits[index] = name
     return ImageSet(images.images, images.labels, images.classes, images.alphabets, tuple(splits),
                     images.name, images.files)
@@ -97,16 +99,18 @@ def _classes_named(images: ImageSet, names: Sequence[str], split: str) -> list[i
     return found
 
 
-def _carve(images: ImageSet, pool: list[int], count: int | None, split: str,
+def _carve(images: ImageSet, pool: list[int], start: list[int], count: int | None, split: str,
            rng: np.random.Generator) -> list[int]:
-    """Class indices of ``pool`` (background classes) to hold out as ``split``: whole alphabets where the
-    pool has enough of them, else single classes; ``count`` None means the default share."""
+    """Class indices of ``pool`` (the background classes left) to hold out as ``split``: whole alphabets
+    where the pool has enough of them, else single classes; ``count`` None means the default share of
+    ``start`` (the background before anything was carved from it)."""
     alphabets = list(dict.fromkeys(images.alphabets[i] for i in pool))
-    want = count if count is not None else max(1, int(round(DEFAULT_SHARE[split] * len(alphabets))))
+    share = DEFAULT_SHARE[split]
+    want = count if count is not None else max(1, int(round(share * len({images.alphabets[i] for i in start}))))
     if len(alphabets) > want:
         chosen = set(rng.permutation(alphabets)[:want].tolist())
         return [i for i in pool if images.alphabets[i] in chosen]
-    want = count if count is not None else max(1, int(round(DEFAULT_SHARE[split] * len(pool))))
+    want = count if count is not None else max(1, int(round(share * len(start))))
     if len(pool) <= want:
         raise DataError(f"{images.name}: {images.num_classes} classes, {len(pool)} of them left in the "
                         f"background ({len(alphabets)} alphabet(s)); holding out {want} {split} class(es) "

@@ -93,8 +93,11 @@ def choose_finetune_lr(model: ConditionalVAE, joint: Params, images: ImageSet,
 
     For each K and rate, the joint VAE is fine-tuned on every class-task's K support images for
     4 × ``steps`` steps (the longer of :func:`score_methods`'s two budgets; ``steps`` per K as there),
-    and scored by the mean query IS-NLL. Returns ({K: the rate with the lowest}, {K: {rate: IS-NLL}}).
+    and scored by the mean query IS-NLL. Episodes take at most as many classes as ``images`` has (a
+    small folder's validation split may hold fewer than ``n_way``). Returns ({K: the rate with the
+    lowest}, {K: {rate: IS-NLL}}).
     """
+    n_way = min(n_way, images.num_classes)
     support, query, _ = _class_tasks(model, None, images, max(k_shots), n_episodes, n_way, n_query, seed)
     steps_at = steps_per_shot(steps, k_shots, 1)
     best, table = {}, {}
