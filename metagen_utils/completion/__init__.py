@@ -7,7 +7,8 @@ low-rank and full preconditioners).
 """
 
 from .gaussian import GaussianPrior, conditional_mean, feature_space_prior, fit_gaussian, ridge_prior
-from .scoring import Evaluation, choose, evaluate_methods, psnr_table, psnr_unobserved
+from ..stats import choose  # the notebooks' `completion.choose`: one function, in stats
+from .scoring import Evaluation, evaluate_methods, psnr_table, psnr_unobserved
 from .tasks import (DTYPE, KS, CompletionTasks, as_params, as_vector, complete_by_gd, fit_image, fourier_design,
                     gd_closed_form, make_model, make_tasks, normal_equations, task_batch, three_splits,
                     train_maml, with_bias)

@@ -3,14 +3,14 @@ on validation tasks, and every method scored on the same tasks, so that differen
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..stats import choose, format_ci, mean_ci, paired_difference, psnr
+from ..stats import format_ci, mean_ci, paired_difference, psnr
 from .gaussian import GaussianPrior, conditional_mean
 from .tasks import KS, CompletionTasks, complete_by_gd
 
