@@ -64,6 +64,20 @@ NOTEBOOK_04_TEST_STEPS = {"cpu": META_VAE["cpu"]["model_config"]["test_steps"], 
 BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR}
 
 
+def warmup_for(train: dict, steps: int) -> int:
+    """Warm-up steps for a run of ``steps`` outer steps in place of the profile's ``train["steps"]``.
+
+    A longer run keeps the profile's fraction of warm-up. A shorter one keeps the profile's warm-up
+    length, even past its end, so that no step's rate exceeds the profile's at that step. Adam's first
+    steps move every tensor by about the rate whatever its gradient: at the full rate, the first step
+    multiplied the decoder's learned inner rates (1e-4) by 25, and the next inner loop diverged.
+
+    >>> [warmup_for({"steps": 400, "warmup_steps": 40}, n) for n in (2, 400, 800)]
+    [40, 40, 80]
+    """
+    return max(train["warmup_steps"], train["warmup_steps"] * steps // train["steps"])
+
+
 def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
                  tasks_per_step: int | None = None, pretrain_steps: int | None = None,
                  class_steps: int | None = None) -> tuple[dict, dict]:
@@ -85,8 +99,8 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
                 raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
             run["model_config"] = {**run["model_config"], key: value}
     settings = {**base["train"], "seed": seed}
-    if steps is not None:   # another length keeps the profile's fraction of warm-up steps
-        settings.update(steps=steps, warmup_steps=base["train"]["warmup_steps"] * steps // base["train"]["steps"])
+    if steps is not None:
+        settings.update(steps=steps, warmup_steps=warmup_for(base["train"], steps))
     return run, settings
 
 

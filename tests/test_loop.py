@@ -297,7 +297,7 @@ def test_two_gloo_processes_give_the_parameters_of_one_process_over_the_same_une
     assert (unweighted["w"] - one["w"]).abs().max() > 100 * 1e-5
 
 
-def test_run_settings_give_the_profile_and_keep_its_warm_up_fraction_for_another_length():
+def test_run_settings_give_the_profile_keep_its_warm_up_fraction_when_longer_and_length_when_shorter():
     run, settings = profiles.run_settings("full", "meta_vae", "glyphs", seed=3)
     cfg = TrainConfig(**settings)
     assert run["model_config"]["blocks"] == 3 and run["train_k_shots"] == [1, 5]
@@ -305,5 +305,7 @@ def test_run_settings_give_the_profile_and_keep_its_warm_up_fraction_for_another
     run, settings = profiles.run_settings("cpu", "meta_vae", "glyphs", seed=0, steps=1000, tasks_per_step=64)
     assert (settings["steps"], settings["warmup_steps"], run["tasks_per_step"]) == (1000, 100, 64)
     assert profiles.META_VAE["cpu"]["train"]["steps"] == 400            # the profile itself is untouched
+    _, settings = profiles.run_settings("cpu", "meta_vae", "glyphs", seed=0, steps=2)
+    assert (settings["steps"], settings["warmup_steps"]) == (2, 40)      # no step faster than the profile's
     with pytest.raises(ConfigError, match="profile='gpu' is not valid"):
         profiles.run_settings("gpu", "meta_vae", "glyphs", seed=0)

@@ -7,6 +7,8 @@ import torch
 
 from metagen_utils.generation import vae as gen
 from metagen_utils.generation import meta_vae
+from metagen_utils import profiles
+from metagen_utils.training import loop
 from metagen_utils.training.loop import TrainConfig, fit
 
 SETTINGS = {"inner_steps": 1, "inner_lr": 0.5, "adapt": ["context", "decoder.up"],
@@ -80,3 +82,20 @@ def test_validation_gives_the_meta_loss_without_its_graph(glyph_set):
     batch = gen.task_batch(episode.support, episode.query, 4, generator=None)
     loss = meta_loss(model, learner.meta_params, batch, meta_vae.meta_config(SETTINGS), gen.mean_loss)
     assert loss.requires_grad and value == loss.item()
+
+
+@pytest.mark.slow
+def test_a_short_run_at_the_cpu_settings_on_a_small_set_keeps_every_meta_loss_near_the_first(glyph_set):
+    # 28 background classes, as a folder of one's own gives after hold-out; the joint VAE at its cpu length.
+    # A shortened run once warmed up in proportion (2 steps of 20), and its third step's inner loop diverged.
+    background = glyph_set.split("evaluation").select_classes(list(range(28)))
+    sizes = profiles.META_VAE["cpu"]["model_config"]
+    torch.manual_seed(0)
+    model = gen.ConditionalVAE(sizes["latent_dim"], sizes["context_dim"], sizes["width"], sizes["blocks"])
+    gen.train_joint(model, background, steps=sizes["joint_steps"], lr=sizes["joint_lr"], seed=0)
+    run, cfg = loop.run_settings("cpu", "meta_vae", "small", 0, steps=20)
+    learner = meta_vae.meta_model(model, run["model_config"], seed=0, device="cpu")
+    result = fit(learner, background, None, run, cfg, progress=False)
+    first = result.train_losses[0]
+    assert len(result.train_losses) == 20
+    assert all(0 < loss < 1.5 * first for loss in result.train_losses), result.train_losses

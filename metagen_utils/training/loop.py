@@ -45,7 +45,8 @@ EpisodeLoss = Callable[[Params, Episode], Tensor | tuple[Tensor, Params]]
 @dataclass(frozen=True)
 class TrainConfig:
     """The outer loop. The learning rate warms up linearly over ``warmup_steps``, then follows a cosine
-    from ``outer_lr`` down towards zero (:func:`metagen_utils.training.schedule.warmup_cosine`);
+    from ``outer_lr`` down towards zero (:func:`metagen_utils.training.schedule.warmup_cosine`; a warm-up
+    longer than the run only ramps up);
     ``max_grad_norm=None`` turns clipping off. ``lr_scale`` ``{prefix: factor}``: the meta-parameters whose
     names start with ``prefix`` train at ``factor`` × that rate (the longest matching prefix wins). Adam
     moves every tensor by about its rate per step whatever the tensor's size, so a tensor that starts
