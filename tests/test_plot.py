@@ -22,6 +22,8 @@ def test_an_image_grid_labels_its_rows_and_columns():
 
 # Each concept diagram, with the labels and formulas its notebook teaches from it.
 DIAGRAMS = {
+    "inference_diagram": ("three ways to find the class code c from K support images", "gradient", "amortised",
+                          "hybrid", "c₀ (learned)", "c = h_ω(x₁…x_K)", "c ← c − α ⊙ ∇_c L_support"),
     "maml_diagram": ("θ_i ← θ_i − α∇L_support(θ_i)", "L_query(θ_i)", "θ ← θ − β ∇_θ Σ_i L_query(θ_i)",
                      "inner loop", "outer loop"),
     "episode_diagram": ("episode = N classes, one task each", "N = 3, K = 2, Q = 2", "task 1",

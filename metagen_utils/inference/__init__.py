@@ -1,0 +1,5 @@
+"""Inferring the class from its images (notebook 05): ``set_vae`` (the class-code VAE, its set encoder,
+the gradient, amortised and hybrid ways to find c, and their training)."""
+from .set_vae import METHODS, ClassVAE, contexts, infer_context, init_params, query_scores, sample, train
+
+__all__ = ["METHODS", "ClassVAE", "contexts", "infer_context", "init_params", "query_scores", "sample", "train"]

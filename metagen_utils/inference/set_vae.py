@@ -1,0 +1,340 @@
+"""Inferring the class from its images (notebook 05): a VAE whose decoder reads a class code c, and
+three ways to find c from K support images.
+
+    c = h_ω(x_1, …, x_K)                           set encoder: mean of per-image features, then an MLP
+    q(z | x, c) = N(μ_φ(x, c), diag σ²_φ(x, c))     encoder (z: what sets one image apart in its class)
+    p(z) = N(0, I)
+    p(x | z, c) = Bernoulli(σ(g_ψ([z; c]; c)))     decoder: c concatenated with z, and FiLM at 7×7 and 14×14
+
+The three ways (:data:`METHODS`), each meta-trained end to end by :func:`train`:
+
+* ``"gradient"`` — c starts at one learned vector c₀ (the ``context`` parameter) and takes a few
+  gradient steps on the support's −ELBO (notebook 04's inner loop on the context);
+* ``"amortised"`` — c = h_ω(support) in one pass, no steps (the Neural Statistician's idea);
+* ``"hybrid"`` — c starts at h_ω(support) and takes the gradient steps (LEO's recipe).
+
+The inner steps use learned rates, one per dimension of c (Meta-SGD), stored as ``inner_lr.context``.
+Randomness is an input, as in :mod:`metagen_utils.generation.vae`: ``model(images, noise)`` is a pure
+function of its tensors, which ``torch.func.vmap`` over tasks needs.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from ..data.images import ImageSet
+from ..errors import ConfigError, DataError, MetaLearningError
+from ..meta.maml import LR_PREFIX, Params, inner_loop
+from ..training.loop import episode_fn
+from ..training.schedule import warmup_cosine
+
+IMAGE_SHAPE = (1, 28, 28)
+METHODS = ("gradient", "amortised", "hybrid")
+RATE = LR_PREFIX + "context"
+
+
+def _trunk(width: int) -> nn.Sequential:
+    """images ``[n, 1, 28, 28]`` → features ``[n, 2 · width · 49]``: two stride-2 convolutions."""
+    return nn.Sequential(nn.Conv2d(1, width, 4, stride=2, padding=1), nn.SiLU(),             # 28 → 14
+                         nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.SiLU(),     # 14 → 7
+                         nn.Flatten())
+
+
+class SetEncoder(nn.Module):
+    """A set of images ``[K, 1, 28, 28]`` → class code c ``[context_dim]``.
+
+    Each image is embedded alone, the embeddings are averaged, and an MLP maps the mean to c. The mean
+    makes c the same for any order of the images (permutation-invariant) and for any K.
+    """
+
+    def __init__(self, context_dim: int, width: int, hidden: int) -> None:
+        super().__init__()
+        self.trunk = _trunk(width)
+        self.embed = nn.Linear(2 * width * 49, hidden)
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, context_dim))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.embed(self.trunk(images)).mean(0))
+
+
+class Encoder(nn.Module):
+    """images ``[n, 1, 28, 28]``, c ``[context_dim]`` → (μ, log σ²) of q(z | x, c), ``[n, 2 · latent_dim]``."""
+
+    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+        super().__init__()
+        self.trunk = _trunk(width)
+        self.fc = nn.Linear(2 * width * 49 + context_dim, 2 * latent_dim)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        h = self.trunk(x)
+        return self.fc(torch.cat([h, c.expand(len(h), -1)], 1))
+
+
+class Film(nn.Linear):
+    """c ``[context_dim]`` → FiLM of ``channels`` feature maps: h ← h ⊙ (1 + γ(c)) + β(c), with
+    [γ; β] = W c + b starting at zero (the identity), so c first acts through the concatenation."""
+
+    def __init__(self, context_dim: int, channels: int) -> None:
+        super().__init__(context_dim, 2 * channels)
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def modulate(self, h: Tensor, c: Tensor) -> Tensor:
+        gamma, beta = self(c).view(2, -1, 1, 1)
+        return h * (1 + gamma) + beta
+
+
+class Decoder(nn.Module):
+    """z ``[n, latent_dim]``, c ``[context_dim]`` → Bernoulli logits ``[n, 1, 28, 28]``.
+
+    Linear on [z; c] → FiLM(c) at 7×7 → transposed convolution to 14×14 → FiLM(c) → transposed
+    convolution to 28×28. c enters twice: concatenated, so the decoder can draw the class from the
+    first step, and by FiLM, so it can change how every feature map is used.
+    """
+
+    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.fc = nn.Linear(latent_dim + context_dim, 2 * width * 49)
+        self.film7 = Film(context_dim, 2 * width)
+        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
+        self.film14 = Film(context_dim, width)
+        self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
+
+    def forward(self, z: Tensor, c: Tensor) -> Tensor:
+        h = F.silu(self.fc(torch.cat([z, c.expand(len(z), -1)], 1))).view(-1, 2 * self.width, 7, 7)
+        h = F.silu(self.up(self.film7.modulate(h, c)))
+        return self.out(self.film14.modulate(h, c))
+
+
+class ClassVAE(nn.Module):
+    """The class-code VAE for 1×28×28 images in [0, 1] (ink = 1).
+
+    ``model(images, noise)`` is the loss the inner loop adapts c on: −ELBO per image ``[n]`` in nats,
+    under c = the ``context`` parameter. The other computations are methods, run with a task's own c by
+    :func:`call` (a parameter dict whose ``"context"`` is that task's c):
+
+    * ``infer(support)`` — support ``[K, 1, 28, 28]`` → c ``[context_dim]`` (the set encoder);
+    * ``terms(images, noise)`` → (−log p(x | z, c), KL(q(z | x, c) ‖ N(0, I))), ``[n]`` each;
+    * ``log_weights(images, noise)`` → log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``;
+    * ``decode(noise)`` — ε ``[n, latent_dim]`` → Bernoulli means ``[n, 1, 28, 28]`` of z = ε;
+    * ``posterior(images)`` → (μ, log σ²), ``[n, 2 · latent_dim]``.
+
+    noise: ``[n, S, latent_dim]`` standard-normal draws, S per image.
+    """
+
+    def __init__(self, latent_dim: int = 16, context_dim: int = 32, width: int = 16, hidden: int = 128) -> None:
+        super().__init__()
+        for name, value in (("latent_dim", latent_dim), ("context_dim", context_dim), ("width", width),
+                            ("hidden", hidden)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ClassVAE: {name}={value!r}; expected a positive integer")
+        self.latent_dim, self.context_dim = latent_dim, context_dim
+        self.context = nn.Parameter(torch.zeros(context_dim))
+        self.set_encoder = SetEncoder(context_dim, width, hidden)
+        self.encoder = Encoder(latent_dim, context_dim, width)
+        self.decoder = Decoder(latent_dim, context_dim, width)
+
+    def infer(self, support: Tensor) -> Tensor:
+        """support ``[K, 1, 28, 28]`` → c ``[context_dim]``."""
+        return self.set_encoder(support)
+
+    def posterior(self, images: Tensor) -> Tensor:
+        """images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), concatenated: ``[n, 2 · latent_dim]``."""
+        return self.encoder(images, self.context)
+
+    def decode(self, noise: Tensor) -> Tensor:
+        """ε ``[n, latent_dim]`` → Bernoulli means ``[n, 1, 28, 28]`` of p(x | z = ε, c)."""
+        return torch.sigmoid(self.decoder(noise, self.context))
+
+    def terms(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """(−log p(x | z, c) averaged over the S draws, KL(q(z | x, c) ‖ N(0, I))), each ``[n]`` nats."""
+        mu, logvar, _, log_px = self._reconstruct(images, noise)
+        kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(-1)
+        return -log_px.mean(1), kl
+
+    def forward(self, images: Tensor, noise: Tensor) -> Tensor:
+        """−ELBO per image ``[n]`` (nats): the sum of :meth:`terms`."""
+        reconstruction, kl = self.terms(images, noise)
+        return reconstruction + kl
+
+    def log_weights(self, images: Tensor, noise: Tensor) -> Tensor:
+        """log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``: the importance weights of the IS-NLL."""
+        mu, logvar, z, log_px = self._reconstruct(images, noise)
+        return log_px + _log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) \
+            - _log_normal(z, mu[:, None], logvar[:, None])
+
+    def _reconstruct(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(μ, log σ² ``[n, L]``, z = μ + σ ε ``[n, S, L]``, log p(x | z, c) ``[n, S]``)."""
+        if images.shape[1:] != IMAGE_SHAPE or noise.shape[::2] != (len(images), self.latent_dim):
+            raise DataError(f"ClassVAE: expected images [n, 1, 28, 28] and noise [n, S, {self.latent_dim}]; "
+                            f"found {tuple(images.shape)} and {tuple(noise.shape)}")
+        mu, logvar = self.encoder(images, self.context).chunk(2, dim=-1)
+        z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
+        logits = self.decoder(z.flatten(0, 1), self.context)
+        target = images[:, None].expand(-1, noise.shape[1], -1, -1, -1).flatten(0, 1)
+        log_px = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum((1, 2, 3))
+        return mu, logvar, z, log_px.view(noise.shape[:2])
+
+
+def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mean, diag e^logvar), summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
+
+
+class _Method(nn.Module):
+    """``module.<name>`` as a module's ``forward``, so ``functional_call`` can run any method."""
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        super().__init__()
+        self.module, self.name = module, name
+
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return getattr(self.module, self.name)(*inputs)
+
+
+def call(model: ClassVAE, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+    """``model.<method>(*inputs)`` run with ``params`` (name → tensor; learned rates are ignored)."""
+    if not callable(getattr(model, method, None)):
+        raise ConfigError(f"call: {type(model).__name__} has no method {method!r}")
+    own = {f"module.{n}": t for n, t in params.items() if not n.startswith(LR_PREFIX)}
+    return functional_call(_Method(model, method), own, inputs)
+
+
+def init_params(model: ClassVAE, initial_rate: float) -> Params:
+    """The meta-parameters: every tensor of ``model`` plus the learned inner rates of c,
+    ``inner_lr.context`` ``[context_dim]``, started at ``initial_rate``."""
+    params = {n: t.detach().clone().requires_grad_() for n, t in model.named_parameters()}
+    params[RATE] = torch.full((model.context_dim,), float(initial_rate), requires_grad=True)
+    return params
+
+
+def mean_loss(nelbo: Tensor, target: object = None) -> Tensor:
+    """The inner loop's loss: the mean −ELBO of the support images (``target`` is not read)."""
+    return nelbo.mean()
+
+
+def infer_context(model: ClassVAE, params: Params, method: str, support: Tensor, noise: Tensor,
+                  steps: int, create_graph: bool = False) -> Tensor:
+    """One task's class code c ``[context_dim]`` from support ``[K, 1, 28, 28]`` by ``method``
+    (:data:`METHODS`): the start (c₀ or the set encoder's c), then ``steps`` gradient steps on the
+    support's −ELBO with the learned rates (none for ``"amortised"``). noise: ``[K, S, latent_dim]``."""
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not valid; expected one of {METHODS}")
+    start = params["context"] if method == "gradient" else call(model, params, "infer", support)
+    if method == "amortised" or steps == 0:
+        return start
+    own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}
+    adapted = inner_loop(model, {**own, "context": start}, (support, noise), None, mean_loss, steps,
+                         {"context": params[RATE]}, create_graph=create_graph, adapt=("context",))
+    return adapted["context"]
+
+
+def contexts(model: ClassVAE, params: Params, method: str, support: Tensor, steps: int,
+             generator: torch.Generator, samples: int = 1) -> Tensor:
+    """Every task's c, ``[T, context_dim]``, for supports ``[T, K, 1, 28, 28]`` (no graph kept)."""
+    noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator).to(support.device)
+    frozen = {n: t.detach() for n, t in params.items()}
+    with torch.no_grad():
+        return vmap(lambda s, e: infer_context(model, frozen, method, s, e, steps))(support, noise)
+
+
+def per_task(model: ClassVAE, params: Params, codes: Tensor, method: str, *inputs: Tensor) -> Tensor:
+    """``model.<method>(*inputs)`` for every task with its own c: codes ``[T, context_dim]``, each input
+    ``[T, ...]``. Returns the output with a leading task dimension (no graph kept)."""
+    frozen = {n: t.detach() for n, t in params.items()}
+    with torch.no_grad():
+        return vmap(lambda c, *xs: call(model, {**frozen, "context": c}, method, *xs))(codes, *inputs)
+
+
+def sample(model: ClassVAE, params: Params, codes: Tensor, n_samples: int, generator: torch.Generator,
+           temperature: float = 1.0) -> Tensor:
+    """``n_samples`` images per task, z = τ ε decoded under each task's c: ``[T, n_samples, 1, 28, 28]``."""
+    if not temperature >= 0:
+        raise ConfigError(f"sample: temperature={temperature!r}; expected a number ≥ 0")
+    noise = temperature * torch.randn(len(codes), n_samples, model.latent_dim, generator=generator)
+    return per_task(model, params, codes, "decode", noise.to(codes.device))
+
+
+def query_scores(model: ClassVAE, params: Params, codes: Tensor, query: Tensor, samples: int,
+                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(−ELBO, importance-sampled NLL), each ``[T, Q]`` nats per image, of query ``[T, Q, 1, 28, 28]``
+    under each task's c (Burda et al., 2016, with ``samples`` draws from q(z | x, c))."""
+    noise = torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator).to(query.device)
+    log_w = per_task(model, params, codes, "log_weights", query, noise)                    # [T, Q, S]
+    return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
+
+
+def kl_weight(step: int, steps: int, start: float, end: float, fraction: float) -> float:
+    """β at outer step ``step`` (1-based): from ``start`` down to ``end`` along a straight line over the
+    first ``fraction`` of the ``steps``, then ``end``. A large early β makes the per-image z expensive,
+    so the class goes into c, which costs nothing; the later, smaller β lets z keep the style.
+
+    >>> [kl_weight(s, 10, 8.0, 2.0, 0.5) for s in (1, 3, 5, 6, 10)]
+    [8.0, 5.0, 2.0, 2.0, 2.0]
+    """
+    span = max(1, round(fraction * steps) - 1)
+    return end + (start - end) * max(0.0, 1 - (step - 1) / span)
+
+
+def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, query: Tensor, noise_s: Tensor,
+              noise_q: Tensor, steps: int, beta: float) -> Tensor:
+    """One task's training loss: c from the support (graph kept through the inner steps), then the
+    query's reconstruction term plus β × KL, averaged over the query images (nats per image)."""
+    c = infer_context(model, params, method, support, noise_s, steps, create_graph=True)
+    reconstruction, kl = call(model, {**params, "context": c}, "terms", query, noise_q)
+    return (reconstruction + beta * kl).mean()
+
+
+def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps: int,
+          k_shots: Sequence[int] = (1, 5), n_query: int = 5, tasks_per_step: int = 16, lr: float = 2e-3,
+          inner_steps: int = 2, beta: tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
+          seed: int = 0, progress: bool = True) -> list[float]:
+    """Meta-train ``params`` in place for ``method``: each outer step draws ``tasks_per_step`` classes of
+    ``images`` with K support images (the K of ``k_shots`` in turn) and ``n_query`` query images, infers
+    each class's c from its support, and descends the query loss (:func:`task_loss`, β from
+    :func:`kl_weight` with ``beta = (start, end, fraction)``) with Adam, warm-up and cosine, clipping.
+    Step s's tasks and noise are a pure function of (seed, s). Returns the per-step losses (at each
+    step's β, so they are comparable only within one run)."""
+    from tqdm.auto import tqdm
+
+    from ..config import progress_disabled
+
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not valid; expected one of {METHODS}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"train: steps={steps!r}; expected a positive integer")
+    adapt_steps = 0 if method == "amortised" else inner_steps
+    sample_fn = episode_fn(images, list(k_shots), n_query, tasks_per_step, seed)
+    trained = [t for n, t in params.items() if not (method == "amortised" and n == RATE)
+               and not (method != "gradient" and n == "context")]
+    optimizer = torch.optim.Adam(trained, lr=lr)
+    device = params["context"].device
+    losses = []
+    bar = tqdm(range(1, steps + 1), desc=f"training ({method})", disable=not progress or progress_disabled())
+    for step in bar:
+        episode = sample_fn(step)
+        generator = torch.Generator().manual_seed(seed * 100_003 + step)
+        support, query = episode.support.to(device), episode.query.to(device)
+        noise_s = torch.randn(*support.shape[:2], 1, model.latent_dim, generator=generator).to(device)
+        noise_q = torch.randn(*query.shape[:2], 1, model.latent_dim, generator=generator).to(device)
+        weight = kl_weight(step, steps, *beta)
+        loss = vmap(lambda s, q, es, eq: task_loss(model, params, method, s, q, es, eq, adapt_steps, weight))(
+            support, query, noise_s, noise_q).mean()
+        if not torch.isfinite(loss):
+            raise MetaLearningError(f"train ({method}): the loss is {loss.item()} at step {step} of {steps}; "
+                                    "nothing of this step was applied (lower lr or the initial rate)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, max_grad_norm)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * warmup_cosine(step, steps, max(1, steps // 10))
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.1f}", refresh=False)
+    return losses

@@ -1,0 +1,134 @@
+"""The class-code VAE of notebook 05 and its three ways to find c: gradient, amortised, hybrid."""
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+
+from metagen_utils.errors import ConfigError, DataError
+from metagen_utils.inference import set_vae as sv
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_model(seed: int = 0) -> tuple[sv.ClassVAE, dict]:
+    torch.manual_seed(seed)
+    model = sv.ClassVAE(latent_dim=4, context_dim=6, width=4, hidden=8)
+    return model, sv.init_params(model, 0.1)
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_set_encoder_gives_one_code_for_any_order_of_the_images():
+    model, _ = small_model()
+    support = images(5)
+    c = model.infer(support)
+    assert c.shape == (6,)
+    torch.testing.assert_close(model.infer(support[[3, 0, 4, 2, 1]]), c)
+    assert not torch.allclose(model.infer(support[:1]), c)
+
+
+def test_the_decoder_reads_c_before_any_training():
+    model, params = small_model()
+    noise = torch.randn(3, 4)
+    a = sv.call(model, {**params, "context": torch.zeros(6)}, "decode", noise)
+    b = sv.call(model, {**params, "context": torch.ones(6)}, "decode", noise)
+    assert a.shape == (3, 1, 28, 28) and not torch.allclose(a, b)
+
+
+def test_the_amortised_code_is_the_set_encoder_s_and_the_gradient_start_is_c0():
+    model, params = small_model()
+    support, noise = images(3), torch.randn(3, 1, 4)
+    torch.testing.assert_close(sv.infer_context(model, params, "amortised", support, noise, steps=3),
+                               model.infer(support))
+    torch.testing.assert_close(sv.infer_context(model, params, "gradient", support, noise, steps=0),
+                               params["context"])
+
+
+@pytest.mark.parametrize("method", ["gradient", "hybrid"])
+def test_the_inner_steps_are_plain_gradient_steps_with_the_learned_rates(method):
+    model, params = small_model()
+    with torch.no_grad():
+        params[sv.RATE].copy_(torch.linspace(0.05, 0.3, 6))
+    support, noise = images(4), torch.randn(4, 1, 4)
+    c = (params["context"] if method == "gradient" else model.infer(support)).detach()
+    for _ in range(2):
+        c = c.requires_grad_()
+        loss = sv.call(model, {**params, "context": c}, "forward", support, noise).mean()
+        c = (c - params[sv.RATE] * torch.autograd.grad(loss, c)[0]).detach()
+    torch.testing.assert_close(sv.infer_context(model, params, method, support, noise, steps=2), c)
+
+
+def test_contexts_vectorises_infer_context_over_tasks():
+    model, params = small_model()
+    supports = images(6).view(2, 3, 1, 28, 28)
+    codes = sv.contexts(model, params, "hybrid", supports, 2, torch.Generator().manual_seed(0))
+    noise = torch.randn(2, 3, 1, 4, generator=torch.Generator().manual_seed(0))
+    for t in range(2):
+        torch.testing.assert_close(sv.infer_context(model, params, "hybrid", supports[t], noise[t], 2), codes[t])
+
+
+def test_the_importance_sampled_nll_is_never_above_the_elbo_bound():
+    model, params = small_model()
+    codes = torch.randn(2, 6)
+    nelbo, nll = sv.query_scores(model, params, codes, images(6).view(2, 3, 1, 28, 28), 8,
+                                 torch.Generator().manual_seed(0))
+    assert nelbo.shape == nll.shape == (2, 3) and (nll <= nelbo + 1e-4).all()
+
+
+def test_samples_have_the_shape_asked_for_and_pixels_in_0_1():
+    model, params = small_model()
+    out = sv.sample(model, params, torch.randn(3, 6), 4, torch.Generator().manual_seed(0))
+    assert out.shape == (3, 4, 1, 28, 28) and ((out >= 0) & (out <= 1)).all()
+
+
+def test_the_kl_weight_falls_from_start_to_end_and_stays():
+    assert doctest.testmod(sv).failed == 0
+    weights = [sv.kl_weight(s, 100, 8.0, 2.0, 0.6) for s in range(1, 101)]
+    assert weights[0] == 8.0 and weights[59] == 2.0 and weights[-1] == 2.0
+    assert all(a >= b for a, b in zip(weights, weights[1:]))
+
+
+def test_bad_settings_name_the_value_and_what_was_expected(glyph_set):
+    model, params = small_model()
+    with pytest.raises(ConfigError, match="method='maml' is not valid; expected one of"):
+        sv.infer_context(model, params, "maml", images(2), torch.randn(2, 1, 4), 1)
+    with pytest.raises(ConfigError, match="width=0"):
+        sv.ClassVAE(width=0)
+    with pytest.raises(DataError, match=r"expected images \[n, 1, 28, 28\]"):
+        model(torch.rand(2, 1, 14, 14), torch.randn(2, 1, 4))
+    with pytest.raises(ConfigError, match="steps=0"):
+        sv.train(model, params, "hybrid", glyph_set.split("background"), steps=0)
+
+
+def trained(glyph_set, method: str, seed: int = 0, steps: int = 6) -> tuple[list[float], dict]:
+    background = glyph_set.split("background").select_classes(list(range(30)))
+    model, params = small_model()
+    losses = sv.train(model, params, method, background, steps, tasks_per_step=4, seed=seed, progress=False)
+    return losses, params
+
+
+def test_training_moves_what_the_method_learns_and_leaves_the_rest(glyph_set):
+    _, start = small_model()
+    for method, moves_c0, moves_rate in (("amortised", False, False), ("gradient", True, True),
+                                         ("hybrid", False, True)):
+        _, params = trained(glyph_set, method)
+        assert not torch.equal(params["decoder.fc.weight"], start["decoder.fc.weight"]), method
+        assert torch.equal(params["context"], start["context"]) != moves_c0, method
+        assert torch.equal(params[sv.RATE], start[sv.RATE]) != moves_rate, method
+
+
+def test_one_seed_gives_one_training_run(glyph_set):
+    a, pa = trained(glyph_set, "hybrid")
+    b, pb = trained(glyph_set, "hybrid")
+    assert a == b and all(torch.equal(pa[n], pb[n]) for n in pa)
+    assert trained(glyph_set, "hybrid", seed=1)[0] != a
