@@ -68,7 +68,7 @@ def test_the_inner_steps_are_plain_gradient_steps_with_the_learned_rates(method)
     torch.testing.assert_close(sv.infer_context(model, params, method, support, noise, steps=2), c)
 
 
-def test_contexts_vectorises_infer_context_over_tasks():
+def test_a_batch_of_tasks_gives_each_task_the_code_it_gets_alone():
     model, params = small_model()
     supports = images(6).view(2, 3, 1, 28, 28)
     codes = sv.contexts(model, params, "hybrid", supports, 2, torch.Generator().manual_seed(0))
@@ -83,6 +83,12 @@ def test_the_importance_sampled_nll_is_never_above_the_elbo_bound():
     nelbo, nll = sv.query_scores(model, params, codes, images(6).view(2, 3, 1, 28, 28), 8,
                                  torch.Generator().manual_seed(0))
     assert nelbo.shape == nll.shape == (2, 3) and (nll <= nelbo + 1e-4).all()
+
+
+def test_a_context_of_the_wrong_shape_for_the_images_is_refused_with_both_shapes():
+    model, params = small_model()
+    with pytest.raises(DataError, match=r"leading dimensions \(2, 3\) need context of shape \(2, 6\); found \(6,\)"):
+        sv.call(model, params, "forward", images(6).view(2, 3, 1, 28, 28), torch.randn(2, 3, 1, 4))
 
 
 def test_samples_have_the_shape_asked_for_and_pixels_in_0_1():
@@ -104,7 +110,7 @@ def test_bad_settings_name_the_value_and_what_was_expected(glyph_set):
         sv.infer_context(model, params, "maml", images(2), torch.randn(2, 1, 4), 1)
     with pytest.raises(ConfigError, match="width=0"):
         sv.ClassVAE(width=0)
-    with pytest.raises(DataError, match=r"expected images \[n, 1, 28, 28\]"):
+    with pytest.raises(DataError, match=r"expected images \[\(T,\) n, 1, 28, 28\]"):
         model(torch.rand(2, 1, 14, 14), torch.randn(2, 1, 4))
     with pytest.raises(ConfigError, match="steps=0"):
         sv.train(model, params, "hybrid", glyph_set.split("background"), steps=0)
@@ -132,3 +138,19 @@ def test_one_seed_gives_one_training_run(glyph_set):
     b, pb = trained(glyph_set, "hybrid")
     assert a == b and all(torch.equal(pa[n], pb[n]) for n in pa)
     assert trained(glyph_set, "hybrid", seed=1)[0] != a
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sv.METHODS)
+def test_a_short_run_at_the_cpu_settings_never_climbs_above_its_first_loss(glyph_set, method):
+    from metagen_utils import profiles
+
+    s = profiles.SET_VAE["cpu"]
+    torch.manual_seed(0)
+    model = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"])
+    params = sv.init_params(model, s["initial_rate"])
+    losses = sv.train(model, params, method, glyph_set.split("background"), 80, tasks_per_step=s["tasks_per_step"],
+                      n_query=s["n_query"], lr=s["lr"], inner_steps=s["inner_steps"], beta=s["kl_weight"],
+                      progress=False)
+    assert all(0 < loss <= 1.02 * losses[0] for loss in losses), losses
+    assert min(losses[-10:]) < 0.9 * losses[0]          # and it learns

@@ -15,7 +15,8 @@ The three ways (:data:`METHODS`), each meta-trained end to end by :func:`train`:
 
 The inner steps use learned rates, one per dimension of c (Meta-SGD), stored as ``inner_lr.context``.
 Randomness is an input, as in :mod:`metagen_utils.generation.vae`: ``model(images, noise)`` is a pure
-function of its tensors, which ``torch.func.vmap`` over tasks needs.
+function of its tensors. Tasks run batched rather than vmapped: only c differs between tasks, so one
+forward pass serves them all (about twice as fast as ``torch.func.vmap`` over tasks here).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError, MetaLearningError
@@ -59,7 +60,9 @@ class SetEncoder(nn.Module):
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, context_dim))
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.embed(self.trunk(images)).mean(0))
+        """images ``[..., K, 1, 28, 28]`` → c ``[..., context_dim]``, over any leading (task) dimensions."""
+        each = self.embed(self.trunk(images.flatten(0, -4)))
+        return self.head(each.view(*images.shape[:-3], -1).mean(-2))
 
 
 class Encoder(nn.Module):
@@ -71,8 +74,8 @@ class Encoder(nn.Module):
         self.fc = nn.Linear(2 * width * 49 + context_dim, 2 * latent_dim)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        h = self.trunk(x)
-        return self.fc(torch.cat([h, c.expand(len(h), -1)], 1))
+        """x ``[n, 1, 28, 28]``, c ``[n, context_dim]`` (each image's class code)."""
+        return self.fc(torch.cat([self.trunk(x), c], 1))
 
 
 class Film(nn.Linear):
@@ -85,7 +88,8 @@ class Film(nn.Linear):
         nn.init.zeros_(self.bias)
 
     def modulate(self, h: Tensor, c: Tensor) -> Tensor:
-        gamma, beta = self(c).view(2, -1, 1, 1)
+        """h ``[n, channels, H, W]``, c ``[n, context_dim]``."""
+        gamma, beta = self(c)[..., None, None].chunk(2, dim=1)
         return h * (1 + gamma) + beta
 
 
@@ -107,7 +111,8 @@ class Decoder(nn.Module):
         self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
-        h = F.silu(self.fc(torch.cat([z, c.expand(len(z), -1)], 1))).view(-1, 2 * self.width, 7, 7)
+        """z ``[n, latent_dim]``, c ``[n, context_dim]``."""
+        h = F.silu(self.fc(torch.cat([z, c], 1))).view(-1, 2 * self.width, 7, 7)
         h = F.silu(self.up(self.film7.modulate(h, c)))
         return self.out(self.film14.modulate(h, c))
 
@@ -115,17 +120,19 @@ class Decoder(nn.Module):
 class ClassVAE(nn.Module):
     """The class-code VAE for 1×28×28 images in [0, 1] (ink = 1).
 
-    ``model(images, noise)`` is the loss the inner loop adapts c on: −ELBO per image ``[n]`` in nats,
-    under c = the ``context`` parameter. The other computations are methods, run with a task's own c by
-    :func:`call` (a parameter dict whose ``"context"`` is that task's c):
+    Every method runs on one task or on a batch of T tasks at once: images ``[n, 1, 28, 28]`` under
+    c = ``context`` ``[context_dim]``, or images ``[T, n, 1, 28, 28]`` under ``context`` ``[T, context_dim]``
+    (one c per task). Batched, the tasks share one forward pass, and the gradient of the summed loss
+    with respect to ``context`` ``[T, C]`` holds each task's own gradient in its row: tasks never mix.
 
-    * ``infer(support)`` — support ``[K, 1, 28, 28]`` → c ``[context_dim]`` (the set encoder);
-    * ``terms(images, noise)`` → (−log p(x | z, c), KL(q(z | x, c) ‖ N(0, I))), ``[n]`` each;
-    * ``log_weights(images, noise)`` → log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``;
-    * ``decode(noise)`` — ε ``[n, latent_dim]`` → Bernoulli means ``[n, 1, 28, 28]`` of z = ε;
-    * ``posterior(images)`` → (μ, log σ²), ``[n, 2 · latent_dim]``.
+    * ``model(images, noise)`` — −ELBO per image ``[(T,) n]`` in nats: the loss the inner loop adapts c on;
+    * ``infer(support)`` — support ``[(T,) K, 1, 28, 28]`` → c ``[(T,) context_dim]`` (the set encoder);
+    * ``terms(images, noise)`` → (−log p(x | z, c), KL(q(z | x, c) ‖ N(0, I))), ``[(T,) n]`` each;
+    * ``log_weights(images, noise)`` → log p(x, z_s | c) − log q(z_s | x, c), ``[(T,) n, S]``;
+    * ``decode(noise)`` — ε ``[(T,) n, latent_dim]`` → Bernoulli means ``[(T,) n, 1, 28, 28]`` of z = ε.
 
-    noise: ``[n, S, latent_dim]`` standard-normal draws, S per image.
+    noise: ``[(T,) n, S, latent_dim]`` standard-normal draws, S per image. :func:`call` runs any method
+    with another parameter dict, e.g. ``{**params, "context": codes}``.
     """
 
     def __init__(self, latent_dim: int = 16, context_dim: int = 32, width: int = 16, hidden: int = 128) -> None:
@@ -141,45 +148,55 @@ class ClassVAE(nn.Module):
         self.decoder = Decoder(latent_dim, context_dim, width)
 
     def infer(self, support: Tensor) -> Tensor:
-        """support ``[K, 1, 28, 28]`` → c ``[context_dim]``."""
+        """support ``[(T,) K, 1, 28, 28]`` → c ``[(T,) context_dim]``."""
         return self.set_encoder(support)
 
-    def posterior(self, images: Tensor) -> Tensor:
-        """images ``[n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), concatenated: ``[n, 2 · latent_dim]``."""
-        return self.encoder(images, self.context)
+    def _codes(self, lead: torch.Size) -> Tensor:
+        """Each image's c, ``[prod(lead), context_dim]``, for images with leading dimensions ``lead``
+        (``(n,)`` under c ``[C]``, ``(T, n)`` under c ``[T, C]``)."""
+        c = self.context
+        if c.dim() != len(lead) or c.shape[:-1] != lead[:-1]:
+            raise DataError(f"ClassVAE: images with leading dimensions {tuple(lead)} need context of shape "
+                            f"{(*lead[:-1], self.context_dim)}; found {tuple(c.shape)}")
+        return c.unsqueeze(-2).expand(*lead, -1).reshape(-1, self.context_dim)
 
     def decode(self, noise: Tensor) -> Tensor:
-        """ε ``[n, latent_dim]`` → Bernoulli means ``[n, 1, 28, 28]`` of p(x | z = ε, c)."""
-        return torch.sigmoid(self.decoder(noise, self.context))
+        """ε ``[(T,) n, latent_dim]`` → Bernoulli means ``[(T,) n, 1, 28, 28]`` of p(x | z = ε, c)."""
+        logits = self.decoder(noise.reshape(-1, self.latent_dim), self._codes(noise.shape[:-1]))
+        return torch.sigmoid(logits).view(*noise.shape[:-1], *IMAGE_SHAPE)
 
     def terms(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        """(−log p(x | z, c) averaged over the S draws, KL(q(z | x, c) ‖ N(0, I))), each ``[n]`` nats."""
+        """(−log p(x | z, c) averaged over the S draws, KL(q(z | x, c) ‖ N(0, I))), each ``[(T,) n]`` nats."""
         mu, logvar, _, log_px = self._reconstruct(images, noise)
         kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(-1)
-        return -log_px.mean(1), kl
+        return -log_px.mean(-1), kl
 
     def forward(self, images: Tensor, noise: Tensor) -> Tensor:
-        """−ELBO per image ``[n]`` (nats): the sum of :meth:`terms`."""
+        """−ELBO per image ``[(T,) n]`` (nats): the sum of :meth:`terms`."""
         reconstruction, kl = self.terms(images, noise)
         return reconstruction + kl
 
     def log_weights(self, images: Tensor, noise: Tensor) -> Tensor:
-        """log p(x, z_s | c) − log q(z_s | x, c), ``[n, S]``: the importance weights of the IS-NLL."""
+        """log p(x, z_s | c) − log q(z_s | x, c), ``[(T,) n, S]``: the importance weights of the IS-NLL."""
         mu, logvar, z, log_px = self._reconstruct(images, noise)
         return log_px + _log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) \
-            - _log_normal(z, mu[:, None], logvar[:, None])
+            - _log_normal(z, mu.unsqueeze(-2), logvar.unsqueeze(-2))
 
     def _reconstruct(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(μ, log σ² ``[n, L]``, z = μ + σ ε ``[n, S, L]``, log p(x | z, c) ``[n, S]``)."""
-        if images.shape[1:] != IMAGE_SHAPE or noise.shape[::2] != (len(images), self.latent_dim):
-            raise DataError(f"ClassVAE: expected images [n, 1, 28, 28] and noise [n, S, {self.latent_dim}]; "
-                            f"found {tuple(images.shape)} and {tuple(noise.shape)}")
-        mu, logvar = self.encoder(images, self.context).chunk(2, dim=-1)
-        z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise
-        logits = self.decoder(z.flatten(0, 1), self.context)
-        target = images[:, None].expand(-1, noise.shape[1], -1, -1, -1).flatten(0, 1)
+        """(μ, log σ² ``[(T,) n, L]``, z = μ + σ ε ``[(T,) n, S, L]``, log p(x | z, c) ``[(T,) n, S]``)."""
+        lead = images.shape[:-3]
+        if images.shape[-3:] != IMAGE_SHAPE or noise.shape[:-2] != lead or noise.shape[-1] != self.latent_dim:
+            raise DataError(f"ClassVAE: expected images [(T,) n, 1, 28, 28] and noise [(T,) n, S, "
+                            f"{self.latent_dim}]; found {tuple(images.shape)} and {tuple(noise.shape)}")
+        codes = self._codes(lead)                                          # [N, C], N = prod(lead)
+        mu, logvar = self.encoder(images.reshape(-1, *IMAGE_SHAPE), codes).chunk(2, dim=-1)
+        draws = noise.shape[-2]
+        z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise.reshape(-1, draws, self.latent_dim)
+        logits = self.decoder(z.flatten(0, 1), codes.repeat_interleave(draws, 0))
+        target = images.reshape(-1, 1, *IMAGE_SHAPE).expand(-1, draws, -1, -1, -1).flatten(0, 1)
         log_px = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum((1, 2, 3))
-        return mu, logvar, z, log_px.view(noise.shape[:2])
+        return (mu.view(*lead, -1), logvar.view(*lead, -1), z.view(*lead, draws, -1),
+                log_px.view(*lead, draws))
 
 
 def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -214,51 +231,52 @@ def init_params(model: ClassVAE, initial_rate: float) -> Params:
     return params
 
 
-def mean_loss(nelbo: Tensor, target: object = None) -> Tensor:
-    """The inner loop's loss: the mean −ELBO of the support images (``target`` is not read)."""
-    return nelbo.mean()
+def summed_loss(nelbo: Tensor, target: object = None) -> Tensor:
+    """The inner loop's loss: each task's mean support −ELBO, summed over tasks (``nelbo`` ``[(T,) K]``).
+    Summed, not averaged, so that each task's c gets exactly its own task's gradient."""
+    return nelbo.mean(-1).sum()
 
 
 def infer_context(model: ClassVAE, params: Params, method: str, support: Tensor, noise: Tensor,
                   steps: int, create_graph: bool = False) -> Tensor:
-    """One task's class code c ``[context_dim]`` from support ``[K, 1, 28, 28]`` by ``method``
-    (:data:`METHODS`): the start (c₀ or the set encoder's c), then ``steps`` gradient steps on the
-    support's −ELBO with the learned rates (none for ``"amortised"``). noise: ``[K, S, latent_dim]``."""
+    """The class code c ``[(T,) context_dim]`` of support ``[(T,) K, 1, 28, 28]`` by ``method``
+    (:data:`METHODS`): the start (c₀ or the set encoder's c), then ``steps`` gradient steps on each
+    task's mean support −ELBO with the learned rates (none for ``"amortised"``), by the kit's one inner
+    loop (:func:`metagen_utils.meta.inner_loop`). noise: ``[(T,) K, S, latent_dim]``. ``create_graph``
+    keeps the graph through the steps (for training)."""
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not valid; expected one of {METHODS}")
-    start = params["context"] if method == "gradient" else call(model, params, "infer", support)
+    if method == "gradient":
+        start = params["context"].expand(*support.shape[:-4], -1)
+    else:
+        start = call(model, params, "infer", support)
     if method == "amortised" or steps == 0:
         return start
     own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}
-    adapted = inner_loop(model, {**own, "context": start}, (support, noise), None, mean_loss, steps,
+    adapted = inner_loop(model, {**own, "context": start}, (support, noise), None, summed_loss, steps,
                          {"context": params[RATE]}, create_graph=create_graph, adapt=("context",))
     return adapted["context"]
 
 
 def contexts(model: ClassVAE, params: Params, method: str, support: Tensor, steps: int,
-             generator: torch.Generator, samples: int = 1) -> Tensor:
-    """Every task's c, ``[T, context_dim]``, for supports ``[T, K, 1, 28, 28]`` (no graph kept)."""
+             generator: torch.Generator, samples: int = 1, chunk: int = 100) -> Tensor:
+    """Every task's c, ``[T, context_dim]``, for supports ``[T, K, 1, 28, 28]`` (no graph kept), ``chunk``
+    tasks at a time. The inner steps' noise comes from ``generator``."""
     noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator).to(support.device)
     frozen = {n: t.detach() for n, t in params.items()}
-    with torch.no_grad():
-        return vmap(lambda s, e: infer_context(model, frozen, method, s, e, steps))(support, noise)
-
-
-def per_task(model: ClassVAE, params: Params, codes: Tensor, method: str, *inputs: Tensor) -> Tensor:
-    """``model.<method>(*inputs)`` for every task with its own c: codes ``[T, context_dim]``, each input
-    ``[T, ...]``. Returns the output with a leading task dimension (no graph kept)."""
-    frozen = {n: t.detach() for n, t in params.items()}
-    with torch.no_grad():
-        return vmap(lambda c, *xs: call(model, {**frozen, "context": c}, method, *xs))(codes, *inputs)
+    return torch.cat([infer_context(model, frozen, method, support[i:i + chunk], noise[i:i + chunk], steps).detach()
+                      for i in range(0, len(support), chunk)])
 
 
 def sample(model: ClassVAE, params: Params, codes: Tensor, n_samples: int, generator: torch.Generator,
            temperature: float = 1.0) -> Tensor:
-    """``n_samples`` images per task, z = τ ε decoded under each task's c: ``[T, n_samples, 1, 28, 28]``."""
+    """``n_samples`` images per task, z = τ ε decoded under each task's c (codes ``[T, context_dim]``):
+    ``[T, n_samples, 1, 28, 28]``."""
     if not temperature >= 0:
         raise ConfigError(f"sample: temperature={temperature!r}; expected a number ≥ 0")
     noise = temperature * torch.randn(len(codes), n_samples, model.latent_dim, generator=generator)
-    return per_task(model, params, codes, "decode", noise.to(codes.device))
+    with torch.no_grad():
+        return call(model, {**params, "context": codes}, "decode", noise.to(codes.device))
 
 
 def query_scores(model: ClassVAE, params: Params, codes: Tensor, query: Tensor, samples: int,
@@ -266,7 +284,8 @@ def query_scores(model: ClassVAE, params: Params, codes: Tensor, query: Tensor, 
     """(−ELBO, importance-sampled NLL), each ``[T, Q]`` nats per image, of query ``[T, Q, 1, 28, 28]``
     under each task's c (Burda et al., 2016, with ``samples`` draws from q(z | x, c))."""
     noise = torch.randn(*query.shape[:2], samples, model.latent_dim, generator=generator).to(query.device)
-    log_w = per_task(model, params, codes, "log_weights", query, noise)                    # [T, Q, S]
+    with torch.no_grad():
+        log_w = call(model, {**params, "context": codes}, "log_weights", query, noise)     # [T, Q, S]
     return -log_w.mean(-1), -(torch.logsumexp(log_w, -1) - math.log(samples))
 
 
@@ -283,10 +302,11 @@ def kl_weight(step: int, steps: int, start: float, end: float, fraction: float) 
 
 
 def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, query: Tensor, noise_s: Tensor,
-              noise_q: Tensor, steps: int, beta: float) -> Tensor:
-    """One task's training loss: c from the support (graph kept through the inner steps), then the
-    query's reconstruction term plus β × KL, averaged over the query images (nats per image)."""
-    c = infer_context(model, params, method, support, noise_s, steps, create_graph=True)
+              noise_q: Tensor, steps: int, beta: float, second_order: bool = True) -> Tensor:
+    """The training loss of T tasks: each task's c from its support ``[T, K, 1, 28, 28]`` (graph kept
+    through the inner steps; with ``second_order=False`` the inner gradients count as constants), then its query's ``[T, Q, 1, 28, 28]`` reconstruction term plus β × KL,
+    averaged over query images and tasks (nats per image)."""
+    c = infer_context(model, params, method, support, noise_s, steps, create_graph=second_order)
     reconstruction, kl = call(model, {**params, "context": c}, "terms", query, noise_q)
     return (reconstruction + beta * kl).mean()
 
@@ -294,7 +314,7 @@ def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, que
 def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps: int,
           k_shots: Sequence[int] = (1, 5), n_query: int = 5, tasks_per_step: int = 16, lr: float = 2e-3,
           inner_steps: int = 2, beta: tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
-          seed: int = 0, progress: bool = True) -> list[float]:
+          second_order: bool = True, seed: int = 0, progress: bool = True) -> list[float]:
     """Meta-train ``params`` in place for ``method``: each outer step draws ``tasks_per_step`` classes of
     ``images`` with K support images (the K of ``k_shots`` in turn) and ``n_query`` query images, infers
     each class's c from its support, and descends the query loss (:func:`task_loss`, β from
@@ -324,8 +344,8 @@ def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps:
         noise_s = torch.randn(*support.shape[:2], 1, model.latent_dim, generator=generator).to(device)
         noise_q = torch.randn(*query.shape[:2], 1, model.latent_dim, generator=generator).to(device)
         weight = kl_weight(step, steps, *beta)
-        loss = vmap(lambda s, q, es, eq: task_loss(model, params, method, s, q, es, eq, adapt_steps, weight))(
-            support, query, noise_s, noise_q).mean()
+        loss = task_loss(model, params, method, support, query, noise_s, noise_q, adapt_steps, weight,
+                         second_order)
         if not torch.isfinite(loss):
             raise MetaLearningError(f"train ({method}): the loss is {loss.item()} at step {step} of {steps}; "
                                     "nothing of this step was applied (lower lr or the initial rate)")
