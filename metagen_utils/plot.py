@@ -96,9 +96,11 @@ def _box(ax, x, y, w, h, colour, text=None, fontsize=8.5, **style):
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
 
 
-def _arrow(ax, start, end, dashed=False):
+def _arrow(ax, start, end, dashed=False, bend=0.0):
+    """An arrow from ``start`` to ``end``; ``bend`` ≠ 0 curves it (negative: bulging up for a rightward arrow)."""
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="0.25", shrinkA=0,
-                                 shrinkB=0, linestyle="--" if dashed else "-"))
+                                 shrinkB=0, linestyle="--" if dashed else "-",
+                                 connectionstyle=f"arc3,rad={bend}"))
 
 
 def _square(ax, x, y, size, colour, highlight=False):
@@ -271,29 +273,33 @@ def conditional_prior_vae_diagram():
 
 def inference_diagram():
     """Notebook 05's three ways to turn K support images into a class code c, in three rows: gradient
-    steps from one learned start c₀; the set encoder h_ω in one pass (amortised); the set encoder's c,
-    then gradient steps (hybrid). Every row ends in the same decoder, which reads c. Returns the figure."""
+    steps from one learned start c₀, the support entering only through the steps; the set encoder h_ω
+    in one pass (amortised); the set encoder's c, then gradient steps (hybrid). Every row ends in the
+    same decoder, which reads c. Returns the figure."""
     fig, ax = _canvas(8, 3.6)
     ax.text(4.0, 3.42, "three ways to find the class code c from K support images", ha="center", va="center",
             fontsize=9, weight="bold")
-    rows = (("gradient", "c₀ (learned)", None, "#dbe9f6"),
-            ("amortised", "c = h_ω(x₁…x_K)", None, "#fde6cc"),
-            ("hybrid", "c₀ = h_ω(x₁…x_K)", "#dbe9f6", "#fde6cc"))
-    for i, (name, start, steps_colour, start_colour) in enumerate(rows):
-        y = 2.7 - 0.95 * i
+    step_text, blue, orange = "c ← c − α ⊙ ∇_c L_support", "#dbe9f6", "#fde6cc"
+    for i, name in enumerate(("gradient", "amortised", "hybrid")):
+        y = 2.62 - 0.95 * i
         ax.text(0.15, y, name, ha="left", va="center", fontsize=9, weight="bold")
         for j in range(3):   # the K support images
-            _square(ax, 1.25 + 0.3 * j, y - 0.13, 0.26, "#c7c7c7")
-        _box(ax, 2.55, y - 0.25, 1.5, 0.5, start_colour, start, fontsize=8)
-        _arrow(ax, (2.2, y), (2.55, y), dashed=(name == "gradient"))
-        if name != "amortised":
-            _box(ax, 4.4, y - 0.25, 1.65, 0.5, steps_colour or "#dbe9f6", "c ← c − α ⊙ ∇_c L_support", fontsize=7.5)
+            _square(ax, 1.25 + 0.3 * j, y, 0.26, "#c7c7c7")
+        start = {"gradient": ("c₀ (learned)", blue), "amortised": ("c = h_ω(x₁…x_K)", orange),
+                 "hybrid": ("c₀ = h_ω(x₁…x_K)", orange)}[name]
+        _box(ax, 2.55, y - 0.25, 1.5, 0.5, start[1], start[0], fontsize=8)
+        if name == "gradient":   # the support reaches c only through the gradient steps
+            _arrow(ax, (1.55, y + 0.16), (5.2, y + 0.27), bend=-0.12)
+        else:
+            _arrow(ax, (2.05, y), (2.55, y))
+        if name == "amortised":
+            _arrow(ax, (4.05, y), (6.45, y))
+        else:
+            _box(ax, 4.4, y - 0.25, 1.65, 0.5, blue, step_text, fontsize=7.5)
             _arrow(ax, (4.05, y), (4.4, y))
             _arrow(ax, (6.05, y), (6.45, y))
-        else:
-            _arrow(ax, (4.05, y), (6.45, y))
         _box(ax, 6.45, y - 0.25, 1.4, 0.5, "#e2f0d9", "decoder p(x | z, c)", fontsize=8)
-    ax.text(4.0, 0.12, "dashed: the gradient row reads the support only through its gradient steps",
+    ax.text(4.0, 0.12, "blue: gradient steps on the support's loss;  orange: the set encoder h_ω, one pass",
             ha="center", va="center", fontsize=8, color="0.35", style="italic")
     return fig
 

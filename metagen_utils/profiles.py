@@ -53,9 +53,10 @@ CONV_GENERATOR = {
 }
 
 # Notebook 05's class-code VAE (metagen_utils.inference.set_vae), one run per method. Chosen on the
-# validation alphabets: at 1,000 steps the hybrid scored fidelity 0.730 / 0.815 (K = 1 / 5) with 4 test
-# steps, at 2,000 steps 0.809 / 0.876; a final KL weight of 1 instead of 2 gave 0.10 less fidelity and
-# 0.5 more diversity; 8 tasks a step instead of 16 saved a quarter of the time and lost 0.02–0.05.
+# validation alphabets (docs/results.md): at 1,000 steps the hybrid scored fidelity 0.730 / 0.815
+# (K = 1 / 5) with 4 test steps, at 2,000 steps 0.809 / 0.876; a final KL weight of 1 instead of 2
+# gave 0.06–0.08 less fidelity and 0.5 more diversity; 8 tasks a step instead of 16 saved a quarter
+# of the time and lost 0.02–0.05. 1,000 steps is what notebook 05's three-minute budget allows.
 SET_VAE = {
     "cpu": {"latent_dim": 16, "context_dim": 32, "width": 16, "hidden": 128, "steps": 1000, "tasks_per_step": 16,
             "n_query": 5, "lr": 2e-3, "inner_steps": 2, "test_steps": 4, "initial_rate": 0.1,

@@ -79,6 +79,17 @@ def paired_difference(a, b, level: float = 0.95) -> tuple[float, float]:
     return mean_ci(a - b, level)
 
 
+def clear_sign(interval: tuple[float, float]) -> int:
+    """The sign of a (difference, half-width) interval that excludes zero: +1 or −1; 0 when it contains
+    zero (the tasks cannot tell the two methods apart).
+
+    >>> [clear_sign(d) for d in ((0.2, 0.1), (-0.2, 0.1), (0.05, 0.1))]
+    [1, -1, 0]
+    """
+    difference, half_width = interval
+    return int(np.sign(difference)) if abs(difference) > half_width else 0
+
+
 def format_ci(mean: float | tuple[float, float], half_width: float | None = None, decimals: int = 2) -> str:
     """``"16.65 ± 0.21"``. Pass ``(mean, half_width)`` as two numbers or as the tuple :func:`mean_ci` returns."""
     if half_width is None:

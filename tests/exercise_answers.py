@@ -135,4 +135,41 @@ WRONG_ANSWERS: dict[str, dict[int, dict[str, str]]] = {
             "log S left out": "def is_nll(model, images, noise):\n"
                               "    return -torch.logsumexp(model.log_weights(images, noise), -1)"},
     },
+    "05_class_inference": {
+        1: {"constant end": "def beta_at(step, steps, start, end, fraction):\n    return end",
+            "falls over the whole run": "def beta_at(step, steps, start, end, fraction):\n"
+                                        "    return end + (start - end) * (1 - (step - 1) / max(1, steps - 1))",
+            "counted from 0": "def beta_at(step, steps, start, end, fraction):\n"
+                              "    span = max(1, round(fraction * steps) - 1)\n"
+                              "    return end + (start - end) * max(0.0, 1 - step / span)"},
+        2: {"zeros": "def hybrid_loss(model, params, support, query, noise_s, noise_q, steps, beta):\n"
+                     "    return (0 * params['decoder.fc.weight']).sum()",
+            "no inner steps (the amortised loss)": "def hybrid_loss(model, params, support, query, noise_s, noise_q, steps, beta):\n"
+                                                   "    c = sv.call(model, params, 'infer', support)\n"
+                                                   "    rec, kl = sv.call(model, {**params, 'context': c}, 'terms', query, noise_q)\n"
+                                                   "    return (rec + beta * kl).mean()",
+            "graph cut between steps": "def hybrid_loss(model, params, support, query, noise_s, noise_q, steps, beta):\n"
+                                       "    c = sv.call(model, params, 'infer', support)\n"
+                                       "    for _ in range(steps):\n"
+                                       "        nelbo = sv.call(model, {**params, 'context': c}, 'forward', support, noise_s)\n"
+                                       "        (g,) = torch.autograd.grad(nelbo.mean(-1).sum(), c)\n"
+                                       "        c = c - params['inner_lr.context'] * g\n"
+                                       "    rec, kl = sv.call(model, {**params, 'context': c}, 'terms', query, noise_q)\n"
+                                       "    return (rec + beta * kl).mean()",
+            "β on the reconstruction": "def hybrid_loss(model, params, support, query, noise_s, noise_q, steps, beta):\n"
+                                       "    c = sv.call(model, params, 'infer', support)\n"
+                                       "    for _ in range(steps):\n"
+                                       "        nelbo = sv.call(model, {**params, 'context': c}, 'forward', support, noise_s)\n"
+                                       "        (g,) = torch.autograd.grad(nelbo.mean(-1).sum(), c, create_graph=True)\n"
+                                       "        c = c - params['inner_lr.context'] * g\n"
+                                       "    rec, kl = sv.call(model, {**params, 'context': c}, 'terms', query, noise_q)\n"
+                                       "    return (beta * rec + kl).mean()"},
+        3: {"zeros": "def leave_one_out_codes(model, support):\n"
+                     "    return torch.zeros(len(support), model.context_dim)",
+            "image i kept in": "def leave_one_out_codes(model, support):\n"
+                               "    return model.infer(support).expand(len(support), -1)",
+            "divided by K": "def leave_one_out_codes(model, support):\n"
+                            "    e = model.set_encoder.embed(model.set_encoder.trunk(support))\n"
+                            "    return model.set_encoder.head((e.sum(0) - e) / len(support))"},
+    },
 }

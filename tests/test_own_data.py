@@ -1,4 +1,4 @@
-"""Notebook 04 end to end on a folder of one's own, as ``make run DATA=…`` runs it, at tiny step counts:
+"""Notebooks 04 and 05 end to end on a folder of one's own, as ``make run DATA=…`` runs it, at tiny step counts:
 a class-per-folder set (no splits of its own) and an Omniglot-layout set with two background alphabets.
 The images are real glyphs written to disk as black-on-white PNGs."""
 from __future__ import annotations
@@ -14,7 +14,10 @@ from metagen_utils.data import load_glyphs
 from metagen_utils.kit import harness
 
 pytestmark = pytest.mark.slow
-TINY = {"JOINT_STEPS": 20, "META_STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1}
+# Tiny runs: each notebook's step counts, one evaluation episode.
+TINY = {"04": {"JOINT_STEPS": 20, "META_STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1},
+        "05": {"STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1}}
+NOTEBOOK = {"04": ("04_meta_generation", "k5_adapted_fidelity"), "05": ("05_class_inference", "k5_hybrid_fidelity")}
 
 
 def write_class(folder: Path, images: np.ndarray) -> None:
@@ -29,21 +32,23 @@ def glyph_classes(count: int) -> list[np.ndarray]:
     return [glyphs.images[glyphs.labels == c] for c in range(count)]
 
 
-def run_notebook_04(data: Path, out: Path, **parameters) -> nbformat.NotebookNode:
-    metrics = harness.run(out, {"DATA": str(data), **TINY, **parameters}, only=["04"])
-    assert 0 <= metrics["04_meta_generation"]["k5_adapted_fidelity"] <= 1
-    return nbformat.read(str(out / "notebooks" / "04_meta_generation.ipynb"), as_version=4)
+def run_notebook(number: str, data: Path, out: Path) -> nbformat.NotebookNode:
+    name, metric = NOTEBOOK[number]
+    metrics = harness.run(out, {"DATA": str(data), **TINY[number]}, only=[number])
+    assert 0 <= metrics[name][metric] <= 1
+    return nbformat.read(str(out / "notebooks" / f"{name}.ipynb"), as_version=4)
 
 
 def printed(nb: nbformat.NotebookNode) -> str:
     return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
-def test_notebook_04_runs_on_a_class_per_folder_set_and_says_which_classes_it_held_out(tmp_path):
+@pytest.mark.parametrize("number", ["04", "05"])
+def test_the_notebook_runs_on_a_class_per_folder_set_and_says_which_classes_it_held_out(tmp_path, number):
     root = tmp_path / "my_glyphs"
     for c, images in enumerate(glyph_classes(40)):
         write_class(root / f"class{c:02d}", images)
-    text = printed(run_notebook_04(root, tmp_path / "out"))
+    text = printed(run_notebook(number, root, tmp_path / "out"))
     # the seeded default: 10 % of the 40 classes for validation, 20 % for evaluation
     for line in ("background     28 classes    560 images  my_glyphs",
                  "validation      4 classes     80 images  my_glyphs",
@@ -51,13 +56,14 @@ def test_notebook_04_runs_on_a_class_per_folder_set_and_says_which_classes_it_he
         assert line in text, text[:2000]
 
 
-def test_notebook_04_runs_on_an_omniglot_folder_with_two_background_alphabets(tmp_path):
+@pytest.mark.parametrize("number", ["04", "05"])
+def test_the_notebook_runs_on_an_omniglot_folder_with_two_background_alphabets(tmp_path, number):
     root, classes = tmp_path / "omniglot", glyph_classes(18)
     layout = [("images_background", "Alpha"), ("images_background", "Beta"), ("images_evaluation", "Gamma")]
     for index, images in enumerate(classes):
         split, alphabet = layout[index // 6]
         write_class(root / split / alphabet / f"character{index % 6 + 1:02d}", images)
-    text = printed(run_notebook_04(root, tmp_path / "out"))
+    text = printed(run_notebook(number, root, tmp_path / "out"))
     for line in ("background      6 classes    120 images  Alpha", "validation      6 classes    120 images  Beta",
                  "evaluation      6 classes    120 images  Gamma"):
         assert line in text, text[:2000]

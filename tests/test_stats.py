@@ -87,3 +87,12 @@ def test_format_ci_rounds_mean_and_half_width_alike():
     assert format_ci(16.654, 0.2071) == "16.65 ± 0.21"
     assert format_ci((16.654, 0.2071), decimals=1) == "16.7 ± 0.2"
     assert format_ci(-0.0049, 0.0123, decimals=3) == "-0.005 ± 0.012"
+
+
+def test_clear_sign_is_the_sign_only_when_the_interval_excludes_zero():
+    import doctest
+
+    from metagen_utils import stats
+
+    assert doctest.testmod(stats).failed == 0
+    assert stats.clear_sign((0.1, 0.1)) == 0 and stats.clear_sign((-0.3, 0.29)) == -1

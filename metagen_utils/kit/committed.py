@@ -31,9 +31,11 @@ HEADLINE = {
     "04_meta_generation": ["k1_adapted_fidelity", "k5_adapted_fidelity", "k1_support_gaussian_fidelity",
                            "k5_support_gaussian_fidelity", "k1_real_support_fidelity", "k5_real_support_fidelity",
                            "k1_full_weights_fidelity", "k5_full_weights_fidelity"],
+    "05_class_inference": ["k1_gradient_fidelity", "k5_gradient_fidelity", "k1_amortised_fidelity",
+                           "k5_amortised_fidelity", "k1_hybrid_fidelity", "k5_hybrid_fidelity"],
 }
 # README's one figure per notebook, copied from each regenerated run's figures.
-README_FIGURES = ("01_task", "02_completions", "03_psnr_vs_k", "04_samples")
+README_FIGURES = ("01_task", "02_completions", "03_psnr_vs_k", "04_samples", "05_scores")
 
 
 def update_committed(notebook: Path, run_dir: Path, seconds: float) -> None:
