@@ -5,8 +5,9 @@
     meta/         the one inner loop (any model, vmappable), MAML 1st/2nd order, Reptile, Meta-SGD → 02–04
     completion/   pixel completion: its tasks, baselines and learned update rules                     → 02, 03
     generation/   the conditional VAE, its meta-training, baselines, evaluation, fidelity classifier  → 04
+    inference/    the class-code VAE: set encoder, gradient, amortised and hybrid ways to find c    → 05
     training/     the outer loop, the one warm-up/cosine schedule, checkpoints, resume, torchrun     → 04, CLI
-    profiles.py   the cpu and full profiles: every size, step count and width that differs      → 02–04, CLI
+    profiles.py   the cpu and full profiles: every size, step count and width that differs      → 02–05, CLI
     config.py     a notebook's parameters resolved: seeding, device                                   → all
     kernels.py    the CPU kernels the committed numbers were computed with, pinned by the kit         → kit
     stats.py      PSNR, confidence intervals, paired differences, choosing a setting by validation  → 02–04

@@ -5,7 +5,12 @@
     python -m metagen_utils sample --out runs/vae                          # figures/samples.png
 
 ``--model meta_vae`` (the default) is notebook 04's conditional-prior VAE (:mod:`metagen_utils.generation.meta_vae`);
-``--model conv_generator`` a small MAML demo generator.
+``--model set_vae`` notebook 05's class-code VAE (:mod:`metagen_utils.inference.command`), with ``--method``
+gradient, amortised or hybrid; ``--model conv_generator`` a small MAML demo generator.
+
+``--validation`` and ``--evaluation`` choose the held-out classes of a folder (names, comma-separated, or a
+count; :func:`metagen_utils.data.hold_out`), as the notebooks' ``VALIDATION`` and ``EVALUATION`` do;
+``evaluate`` and ``sample`` reuse the training run's choice.
 
 ``evaluate`` and ``sample`` load ``OUT/best/`` (else ``OUT/latest/``, or ``--checkpoint``), rebuild the
 model the checkpoint names, and use the *evaluation* split: classes (and scripts) never seen in training.
@@ -24,12 +29,15 @@ import torch
 import torch.distributed as dist
 
 from .config import DEVICES, resolve, seed_everything
-from .data import ImageSet, load
-from .errors import CheckpointError, MetagenError
+from .data import ImageSet, hold_out, load
+from .data.splits import held_out_summary
+from .errors import CheckpointError, ConfigError, MetagenError
 from .files import write_atomic, write_json
 from .kernels import pin_cpu_kernels
 from .data.episodes import EpisodeSampler
 from .generation.meta_vae import meta_vae
+from .inference.command import set_vae
+from .inference.set_vae import METHODS
 from .profiles import PROFILES
 from .stats import mean_ci
 from .training.checkpoint import Checkpoint, load_checkpoint, restore
@@ -38,7 +46,8 @@ from .training.loop import MetaModel, TrainResult, episode_fn, fit, init_distrib
 
 # A model plugs in by name: a builder (run, image_shape, device, pretrain_on=None) → MetaModel, where
 # pretrain_on is the background split when a new run starts (for a model with a pretraining stage).
-MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae}
+MODELS: dict[str, Callable[..., MetaModel]] = {"conv_generator": conv_generator, "meta_vae": meta_vae,
+                                              "set_vae": set_vae}
 
 
 def int_at_least(least: int) -> Callable[[str], int]:
@@ -50,11 +59,29 @@ def int_at_least(least: int) -> Callable[[str], int]:
     return parse
 
 
+def held_out(text: str) -> int | list[str]:
+    """An argparse ``type`` for ``--validation`` / ``--evaluation``: a count, or comma-separated names."""
+    if text.strip().isdigit():
+        return int(text)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count nor comma-separated class or alphabet names")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m metagen_utils train``."""
     parser.add_argument("--profile", choices=PROFILES, default="cpu", help="cpu: minutes on 2 cores; full: GPU")
     parser.add_argument("--model", choices=sorted(MODELS), default="meta_vae",
-                        help="meta_vae: notebook 04's conditional-prior VAE; conv_generator: a small MAML demo")
+                        help="meta_vae: notebook 04's conditional-prior VAE; set_vae: notebook 05's class-code "
+                             "VAE; conv_generator: a small MAML demo")
+    parser.add_argument("--method", choices=METHODS,
+                        help="set_vae: how c is found from the support (default: the profile's, hybrid)")
+    parser.add_argument("--validation", type=held_out,
+                        help="held-out validation alphabets or classes: a count or comma-separated names "
+                             "(default: the data's own split, else a seeded 10 %%)")
+    parser.add_argument("--evaluation", type=held_out,
+                        help="held-out evaluation alphabets or classes, as --validation (default: own, else 20 %%)")
     parser.add_argument("--data", default="glyphs", help="'glyphs' or a folder (Omniglot or class-per-folder)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, figures")
@@ -75,16 +102,28 @@ def train_command(args: argparse.Namespace) -> TrainResult:
     resolved = resolve(args.profile, args.seed, args.device, None if args.data == "glyphs" else args.data)
     run, cfg = run_settings(args.profile, args.model, args.data, args.seed, steps=args.steps,
                             tasks_per_step=args.tasks_per_step, pretrain_steps=args.pretrain_steps,
-                            class_steps=args.class_steps)
+                            class_steps=args.class_steps, method=args.method)
+    run["held_out"] = {"validation": args.validation, "evaluation": args.evaluation}
     rank, world, device = init_distributed(resolved.device)
     try:
-        images = load(args.data, run["image_size"], progress=rank == 0)
+        images = hold_out(load(args.data, run["image_size"], progress=rank == 0), args.validation,
+                          args.evaluation, seed=args.seed)
+        if rank == 0:
+            print(held_out_summary(images))
         seed_everything(args.seed)   # the initial weights depend on the seed alone, identical on every rank
         resuming = args.resume and (args.out / "latest").is_dir()
         model = MODELS[args.model](run, images.image_shape, device,
                                    pretrain_on=None if resuming else images.split("background"))
         validation = images.split("validation") if "validation" in images.splits else None
-        result = fit(model, images.split("background"), validation, run, cfg, args.out, args.resume)
+        if model.train_fn is None:
+            result = fit(model, images.split("background"), validation, run, cfg, args.out, args.resume)
+        elif args.resume or world > 1:
+            raise ConfigError(f"model {args.model!r} trains in one run on one process (its loss weight is "
+                              "annealed over the run): --resume and torchrun are not supported for it")
+        elif (args.out / "latest").exists():
+            raise ConfigError(f"{args.out / 'latest'} already holds a checkpoint; give another output folder")
+        else:
+            result = model.train_fn(images.split("background"), validation, run, cfg, args.out)
         if rank == 0:
             write_json(args.out / "metrics" / "train.json", {
                 "model": args.model, "steps": result.step, "processes": world,
@@ -108,7 +147,9 @@ def load_trained(args: argparse.Namespace) -> tuple[Checkpoint, dict, MetaModel,
                               f"{sorted(MODELS)}; was this checkpoint written by `python -m metagen_utils train`?")
     data = args.data or run["data"]
     device = resolve(args.profile, args.seed, args.device, None if data == "glyphs" else data).device
-    images = load(data, run["image_size"], progress=True)
+    chosen = run.get("held_out", {})     # the training run's held-out classes (runs before the option: none)
+    images = hold_out(load(data, run["image_size"], progress=True), chosen.get("validation"),
+                      chosen.get("evaluation"), seed=run["seed"])
     model = MODELS[run["model"]](run, images.image_shape, device)
     restore(checkpoint, model.meta_params, rng=False)   # raises, naming the file, on a model mismatch
     return checkpoint, run, model, images.split("evaluation")

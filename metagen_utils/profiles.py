@@ -66,6 +66,17 @@ SET_VAE = {
              "kl_weight": (8.0, 2.0, 0.6)},
 }
 
+# The command line's set_vae (metagen_utils.inference.command): SET_VAE's settings in the run format
+# the other models use; --method picks the way to find c (notebook 05 trains all three).
+SET_VAE_RUN = {
+    profile: {"k_shot": 5, "train_k_shots": [1, 5], "n_query": s["n_query"], "tasks_per_step": s["tasks_per_step"],
+              "val_tasks": 64, "eval_tasks": 200,
+              "model_config": {**{k: v for k, v in s.items() if k not in ("steps", "lr", "tasks_per_step", "n_query")},
+                               "kl_weight": list(s["kl_weight"]), "method": "hybrid", "is_samples": 16},
+              "train": {"steps": s["steps"], "outer_lr": s["lr"], "warmup_steps": max(1, s["steps"] // 10),
+                        "max_grad_norm": 100.0, "checkpoint_every": s["steps"], "validate_every": s["steps"]}}
+    for profile, s in SET_VAE.items()}
+
 # Notebooks 02–04: the full profile runs this many times the cpu profile's training steps (and notebook 02
 # this many times its evaluation tasks).
 STEP_SCALE = {"cpu": 1, "full": 4}
@@ -75,7 +86,7 @@ STEP_SCALE = {"cpu": 1, "full": 4}
 NOTEBOOK_04_TEST_STEPS = {"cpu": META_VAE["cpu"]["model_config"]["test_steps"], "full": {1: 3, 5: 6}}
 
 # The models the command line trains, by name: each one's settings at each profile.
-BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR}
+BY_MODEL = {"meta_vae": META_VAE, "conv_generator": CONV_GENERATOR, "set_vae": SET_VAE_RUN}
 
 
 def warmup_for(train: dict, steps: int) -> int:
@@ -94,7 +105,7 @@ def warmup_for(train: dict, steps: int) -> int:
 
 def run_settings(profile: str, model: str, data: str, seed: int, steps: int | None = None,
                  tasks_per_step: int | None = None, pretrain_steps: int | None = None,
-                 class_steps: int | None = None) -> tuple[dict, dict]:
+                 class_steps: int | None = None, method: str | None = None) -> tuple[dict, dict]:
     """(run config saved in checkpoints, the outer loop's settings for ``TrainConfig(**settings)``) for a
     profile and the command-line overrides."""
     if profile not in PROFILES:
@@ -112,6 +123,10 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
             if key not in run["model_config"]:
                 raise ConfigError(f"{name}={value}: model {model!r} has no pretraining stage")
             run["model_config"] = {**run["model_config"], key: value}
+    if method is not None:
+        if "method" not in run["model_config"]:
+            raise ConfigError(f"method={method!r}: model {model!r} has one way to adapt; --method is for set_vae")
+        run["model_config"] = {**run["model_config"], "method": method}
     settings = {**base["train"], "seed": seed}
     if steps is not None:
         settings.update(steps=steps, warmup_steps=warmup_for(base["train"], steps))

@@ -46,3 +46,15 @@ def glyph_set():
     from metagen_utils.data.glyphs import load_glyphs
 
     return load_glyphs(progress=False)
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one thread: on a shared 2-core machine two threads spin-wait for each other and a test
+    takes ten times as long; one thread is steadier. Use with ``pytestmark = pytest.mark.usefixtures``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

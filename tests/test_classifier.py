@@ -11,14 +11,7 @@ from metagen_utils.data.episodes import EpisodeSampler
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: on a shared 2-core machine two threads spin-wait for each other and a test
-    takes ten times as long; one thread is steadier (and the results are the same)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def gaussian_sample(n: int, dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, dim))

@@ -206,3 +206,72 @@ def test_pretrain_steps_is_refused_for_a_model_without_pretraining(tmp_path, tin
     assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(tmp_path / "run2"),
                  "--device", "cpu", "--class-steps", "5"]) == 1
     assert "class_steps=5: model 'conv_generator' has no pretraining stage" in capsys.readouterr().err
+
+
+TINY_SET_VAE = {"k_shot": 2, "train_k_shots": [1, 2], "n_query": 1, "tasks_per_step": 2, "val_tasks": 2,
+                "eval_tasks": 2,
+                "model_config": {"latent_dim": 4, "context_dim": 6, "width": 4, "hidden": 8, "inner_steps": 1,
+                                 "test_steps": 2, "initial_rate": 0.1, "kl_weight": [8.0, 2.0, 0.6],
+                                 "method": "hybrid", "is_samples": 2},
+                "train": {"steps": 3, "outer_lr": 2e-3, "warmup_steps": 0, "checkpoint_every": 3,
+                          "validate_every": 3}}
+
+
+@pytest.fixture
+def tiny_set_vae(monkeypatch):
+    monkeypatch.setitem(profiles.SET_VAE_RUN, "cpu", TINY_SET_VAE)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["amortised", "hybrid"])
+def test_set_vae_trains_as_notebook_05_does_then_evaluates_and_samples(tmp_path, tiny_set_vae, method, capsys):
+    from metagen_utils.data import hold_out, load
+    from metagen_utils.inference import set_vae as sv
+
+    data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
+    assert main(["train", "--model", "set_vae", "--method", method, "--data", str(data), "--out", str(out),
+                 "--device", "cpu", "--seed", "2"]) == 0
+    assert "background" in capsys.readouterr().out          # the held-out summary
+    trained = json.loads((out / "metrics" / "train.json").read_text())
+    assert trained["model"] == "set_vae" and len(trained["train_losses"]) == 3
+    # the same weights as notebook 05's training of that way, for the same seed
+    s = TINY_SET_VAE["model_config"]
+    torch.manual_seed(2)
+    model = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"])
+    params = sv.init_params(model, s["initial_rate"])
+    background = hold_out(load(str(data), 28, progress=False), seed=2).split("background")
+    losses = sv.train(model, params, method, background, 3, k_shots=[1, 2], n_query=1, tasks_per_step=2,
+                      lr=2e-3, inner_steps=1, beta=(8.0, 2.0, 0.6), seed=2, progress=False)
+    assert losses == trained["train_losses"]
+    saved = load_checkpoint(out / "best").weights
+    assert all(torch.equal(saved[n], params[n].detach()) for n in params)
+
+    assert main(["evaluate", "--out", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics" / "evaluate.json").read_text())
+    assert metrics["nll"]["mean"] <= metrics["nelbo"]["mean"] + 1e-3
+    assert main(["sample", "--out", str(out), "--device", "cpu"]) == 0
+    assert cv2.imread(str(out / "figures" / "samples.png")) is not None
+
+
+def test_set_vae_refuses_resume_and_method_is_only_for_set_vae(tmp_path, tiny_set_vae, capsys):
+    data = omniglot_folder(tmp_path / "data")
+    assert main(["train", "--model", "set_vae", "--data", str(data), "--out", str(tmp_path / "r"),
+                 "--device", "cpu", "--resume"]) == 1
+    assert "--resume and torchrun are not supported" in capsys.readouterr().err
+    assert main(["train", "--model", "meta_vae", "--method", "hybrid", "--data", str(data),
+                 "--out", str(tmp_path / "m"), "--device", "cpu"]) == 1
+    assert "--method is for set_vae" in capsys.readouterr().err
+
+
+def test_held_out_options_choose_the_classes_and_evaluate_reuses_them(tmp_path, tiny_profile, capsys):
+    data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
+    assert main(["train", "--model", "conv_generator", "--data", str(data), "--out", str(out), "--device", "cpu",
+                 "--validation", "alpha1,alpha2", "--evaluation", "omega"]) == 0
+    printed = capsys.readouterr().out
+    assert "validation      4 classes" in printed and "alpha1, alpha2" in printed
+    run = load_checkpoint(out / "latest").config["run"]
+    assert run["held_out"] == {"validation": ["alpha1", "alpha2"], "evaluation": ["omega"]}
+    assert main(["evaluate", "--out", str(out), "--device", "cpu"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), "--validation", ","])

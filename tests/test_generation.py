@@ -15,14 +15,7 @@ from metagen_utils.data.episodes import EpisodeSampler
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: on a shared 2-core machine two threads spin-wait for each other and a test
-    takes ten times as long; one thread is steadier, and no test here depends on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vae(latent_dim: int = 4, context_dim: int = 4, width: int = 4, seed: int = 0, dtype=torch.float32):

@@ -16,12 +16,7 @@ SETTINGS = {"inner_steps": 1, "inner_lr": 0.5, "adapt": ["context", "decoder.up"
 RUN = {"k_shot": 3, "train_k_shots": [1, 3], "n_query": 2, "tasks_per_step": 2, "val_tasks": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(glyph_set, seed: int = 5):

@@ -10,12 +10,7 @@ from metagen_utils.errors import ConfigError, DataError
 from metagen_utils.inference import set_vae as sv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model(seed: int = 0) -> tuple[sv.ClassVAE, dict]:

@@ -228,9 +228,9 @@ class _Method(nn.Module):
         return getattr(self.module, self.name)(*inputs)
 
 
-def call(model: ConditionalVAE, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
+def call(model: nn.Module, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
     """``model.<method>(*inputs)`` run with ``params`` (a full dict name → tensor; learned rates are
-    ignored). ``call(model, params, "forward", images, noise)`` is ``model(images, noise)`` under
+    ignored), for this module's model and notebook 05's alike. ``call(model, params, "forward", images, noise)`` is ``model(images, noise)`` under
     ``params``; ``"posterior"``, ``"decode"``, ``"log_weights"``, ``"prior_params"`` run those methods."""
     if method != "forward" and not callable(getattr(model, method, None)):
         raise ConfigError(f"call: {type(model).__name__} has no method {method!r}")

@@ -34,6 +34,7 @@ def score_methods(model: ClassVAE, trained: Mapping[str, Params], steps: int, cl
     prototypes of fidelity and the Fréchet distance's reference; the first ``nll_images`` are scored
     (−ELBO and IS-NLL with ``is_samples`` draws, nats per image).
 
+    The class-code VAE runs on its parameters' device; notebook 04's model and the scores on the CPU.
     Returns ``{K: {name: {"fidelity", "diversity", "nelbo", "nll": [T] arrays, "frechet": float,
     "samples": [T, n_samples, 1, 28, 28], "features", "reference_features"}}}``, T = n_episodes · n_way.
     """
@@ -45,11 +46,12 @@ def score_methods(model: ClassVAE, trained: Mapping[str, Params], steps: int, cl
         support, rng = supports[:, :k], _random_numbers(seed, k)
         results[k] = {}
         for method, params in trained.items():
-            codes = contexts(model, params, method, support, steps, rng(0))
-            nelbo, nll = query_scores(model, params, codes, query[:, :nll_images], is_samples, rng(2))
-            generated = sample(model, params, codes, n_samples, rng(1))
+            device = params["context"].device      # the class-code VAE's; notebook 04's model stays on the CPU
+            codes = contexts(model, params, method, support.to(device), steps, rng(0))
+            nelbo, nll = query_scores(model, params, codes, query[:, :nll_images].to(device), is_samples, rng(2))
+            generated = sample(model, params, codes, n_samples, rng(1)).cpu()
             results[k][method] = {**_quality(generated, query_feats, classifier, n_way),
-                                  "nelbo": nelbo.mean(1).numpy(), "nll": nll.mean(1).numpy()}
+                                  "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy()}
         cfg = reference.meta_config()
         old_ways = {REFERENCES[0]: (reference.meta, gen.adapt(old, reference.meta, support, cfg, rng(0),
                                                               steps=reference.test_steps()[k])),

@@ -16,7 +16,7 @@ The three ways (:data:`METHODS`), each meta-trained end to end by :func:`train`:
 The inner steps use learned rates, one per dimension of c (Meta-SGD), stored as ``inner_lr.context``.
 Randomness is an input, as in :mod:`metagen_utils.generation.vae`: ``model(images, noise)`` is a pure
 function of its tensors. Tasks run batched rather than vmapped: only c differs between tasks, so one
-forward pass serves them all (about twice as fast as ``torch.func.vmap`` over tasks here).
+forward pass serves them all.
 """
 from __future__ import annotations
 
@@ -26,10 +26,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from tqdm.auto import tqdm
+
+from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError, MetaLearningError
+from ..generation.vae import call   # model.<method>(*inputs) with a parameter dict
 from ..meta.maml import LR_PREFIX, Params, inner_loop
 from ..training.loop import episode_fn
 from ..training.schedule import warmup_cosine
@@ -204,30 +207,12 @@ def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
 
 
-class _Method(nn.Module):
-    """``module.<name>`` as a module's ``forward``, so ``functional_call`` can run any method."""
-
-    def __init__(self, module: nn.Module, name: str) -> None:
-        super().__init__()
-        self.module, self.name = module, name
-
-    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
-        return getattr(self.module, self.name)(*inputs)
-
-
-def call(model: ClassVAE, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
-    """``model.<method>(*inputs)`` run with ``params`` (name → tensor; learned rates are ignored)."""
-    if not callable(getattr(model, method, None)):
-        raise ConfigError(f"call: {type(model).__name__} has no method {method!r}")
-    own = {f"module.{n}": t for n, t in params.items() if not n.startswith(LR_PREFIX)}
-    return functional_call(_Method(model, method), own, inputs)
-
-
 def init_params(model: ClassVAE, initial_rate: float) -> Params:
     """The meta-parameters: every tensor of ``model`` plus the learned inner rates of c,
     ``inner_lr.context`` ``[context_dim]``, started at ``initial_rate``."""
     params = {n: t.detach().clone().requires_grad_() for n, t in model.named_parameters()}
-    params[RATE] = torch.full((model.context_dim,), float(initial_rate), requires_grad=True)
+    params[RATE] = torch.full((model.context_dim,), float(initial_rate), device=model.context.device,
+                              requires_grad=True)
     return params
 
 
@@ -321,10 +306,6 @@ def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps:
     :func:`kl_weight` with ``beta = (start, end, fraction)``) with Adam, warm-up and cosine, clipping.
     Step s's tasks and noise are a pure function of (seed, s). Returns the per-step losses (at each
     step's β, so they are comparable only within one run)."""
-    from tqdm.auto import tqdm
-
-    from ..config import progress_disabled
-
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not valid; expected one of {METHODS}")
     if not isinstance(steps, int) or steps < 1:

@@ -284,6 +284,9 @@ class MetaModel:
     evaluate_fn: (meta_params, episode) → per-task metrics ``{name: [tasks]}`` (query MSE and PSNR before and
     after adapting to the support images).
     generate_fn: (meta_params, support ``[K, C, H, W]``) → new images of that class ``[n, C, H, W]``.
+    train_fn: for a model with a training loop of its own (notebook 05's anneals a loss weight over the
+    run): (background, validation, run, cfg, out_dir) → :class:`TrainResult`, writing ``out_dir/latest/``
+    and ``out_dir/best/``; the command line calls it instead of :func:`fit`. None: :func:`fit` trains it.
     """
 
     meta_params: Params
@@ -291,6 +294,7 @@ class MetaModel:
     validate_fn: Callable[[Params, Episode], float]
     evaluate_fn: Callable[[Params, Episode], dict[str, Tensor]]
     generate_fn: Callable[[Params, Tensor], Tensor]
+    train_fn: Callable[..., TrainResult] | None = None
 
 
 def fit(model: MetaModel, background: ImageSet, validation: ImageSet | None, run: Mapping, cfg: TrainConfig,
