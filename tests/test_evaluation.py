@@ -12,8 +12,10 @@ from metagen_utils.generation import vae as gen
 from metagen_utils.generation.classifier import GlyphClassifier
 from metagen_utils.errors import ConfigError
 from metagen_utils.meta.maml import init_meta_params, params_of
-# The small model, glyph tasks and one-thread fixture (autouse here too) of the generation tests.
-from test_generation import adapt_config, glyphs, one_thread, vae  # noqa: F401
+# The small model and glyph tasks of the generation tests.
+from test_generation import adapt_config, glyphs, vae  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_support_gaussian_is_centred_on_the_mean_of_the_support_posterior_means(glyph_set):
