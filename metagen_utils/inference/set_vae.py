@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError, MetaLearningError
-from ..generation.vae import call   # model.<method>(*inputs) with a parameter dict
+from ..generation.vae import _log_normal, call   # log N(z; m, diag e^v); model.<method> with a dict
 from ..meta.maml import LR_PREFIX, Params, inner_loop
 from ..training.loop import episode_fn
 from ..training.schedule import warmup_cosine
@@ -202,11 +202,6 @@ class ClassVAE(nn.Module):
                 log_px.view(*lead, draws))
 
 
-def _log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mean, diag e^logvar), summed over the last dimension."""
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
-
-
 def init_params(model: ClassVAE, initial_rate: float) -> Params:
     """The meta-parameters: every tensor of ``model`` plus the learned inner rates of c,
     ``inner_lr.context`` ``[context_dim]``, started at ``initial_rate``."""
@@ -287,11 +282,11 @@ def kl_weight(step: int, steps: int, start: float, end: float, fraction: float) 
 
 
 def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, query: Tensor, noise_s: Tensor,
-              noise_q: Tensor, steps: int, beta: float, second_order: bool = True) -> Tensor:
-    """The training loss of T tasks: each task's c from its support ``[T, K, 1, 28, 28]`` (graph kept
-    through the inner steps; with ``second_order=False`` the inner gradients count as constants), then its query's ``[T, Q, 1, 28, 28]`` reconstruction term plus β × KL,
-    averaged over query images and tasks (nats per image)."""
-    c = infer_context(model, params, method, support, noise_s, steps, create_graph=second_order)
+              noise_q: Tensor, steps: int, beta: float) -> Tensor:
+    """The training loss of T tasks: each task's c from its support ``[T, K, 1, 28, 28]`` (the graph kept
+    through the inner steps: second order), then its query's ``[T, Q, 1, 28, 28]`` reconstruction term
+    plus β × KL, averaged over query images and tasks (nats per image)."""
+    c = infer_context(model, params, method, support, noise_s, steps, create_graph=True)
     reconstruction, kl = call(model, {**params, "context": c}, "terms", query, noise_q)
     return (reconstruction + beta * kl).mean()
 
@@ -299,7 +294,7 @@ def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, que
 def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps: int,
           k_shots: Sequence[int] = (1, 5), n_query: int = 5, tasks_per_step: int = 16, lr: float = 2e-3,
           inner_steps: int = 2, beta: tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
-          second_order: bool = True, seed: int = 0, progress: bool = True) -> list[float]:
+          seed: int = 0, progress: bool = True) -> list[float]:
     """Meta-train ``params`` in place for ``method``: each outer step draws ``tasks_per_step`` classes of
     ``images`` with K support images (the K of ``k_shots`` in turn) and ``n_query`` query images, infers
     each class's c from its support, and descends the query loss (:func:`task_loss`, β from
@@ -312,8 +307,7 @@ def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps:
         raise ConfigError(f"train: steps={steps!r}; expected a positive integer")
     adapt_steps = 0 if method == "amortised" else inner_steps
     sample_fn = episode_fn(images, list(k_shots), n_query, tasks_per_step, seed)
-    trained = [t for n, t in params.items() if not (method == "amortised" and n == RATE)
-               and not (method != "gradient" and n == "context")]
+    trained = list(params.values())   # what a way does not use (c₀, the rates) gets no gradient: Adam skips it
     optimizer = torch.optim.Adam(trained, lr=lr)
     device = params["context"].device
     losses = []
@@ -325,8 +319,7 @@ def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps:
         noise_s = torch.randn(*support.shape[:2], 1, model.latent_dim, generator=generator).to(device)
         noise_q = torch.randn(*query.shape[:2], 1, model.latent_dim, generator=generator).to(device)
         weight = kl_weight(step, steps, *beta)
-        loss = task_loss(model, params, method, support, query, noise_s, noise_q, adapt_steps, weight,
-                         second_order)
+        loss = task_loss(model, params, method, support, query, noise_s, noise_q, adapt_steps, weight)
         if not torch.isfinite(loss):
             raise MetaLearningError(f"train ({method}): the loss is {loss.item()} at step {step} of {steps}; "
                                     "nothing of this step was applied (lower lr or the initial rate)")
