@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks-per-step", type=int_at_least(1),
                         help="tasks per outer step, split over the processes (default: the profile's)")
     parser.add_argument("--pretrain-steps", type=int_at_least(0),
-                        help="meta_vae: steps of the joint VAE trained before meta-training (default: the profile's)")
+                        help="meta_vae: steps of the joint VAE trained before meta-training; set_vae: steps of the "
+                             "shared amortised stage before the method's own (default: the profile's)")
     parser.add_argument("--class-steps", type=int_at_least(0),
                         help="meta_vae: steps of per-class contexts after the joint VAE (default: the profile's, 0)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/latest/")

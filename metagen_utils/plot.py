@@ -286,7 +286,7 @@ def inference_diagram():
         for j in range(3):   # the K support images
             _square(ax, 1.25 + 0.3 * j, y, 0.26, "#c7c7c7")
         start = {"gradient": ("c₀ (learned)", blue), "amortised": ("c = h_ω(x₁…x_K)", orange),
-                 "hybrid": ("c₀ = h_ω(x₁…x_K)", orange)}[name]
+                 "hybrid": ("c = h_ω(x₁…x_K)", orange)}[name]
         _box(ax, 2.55, y - 0.25, 1.5, 0.5, start[1], start[0], fontsize=8)
         if name == "gradient":   # the support reaches c only through the gradient steps
             _arrow(ax, (1.55, y + 0.16), (5.2, y + 0.27), bend=-0.12)

@@ -52,17 +52,23 @@ CONV_GENERATOR = {
                        "validate_every": 250}},
 }
 
-# Notebook 05's class-code VAE (metagen_utils.inference.set_vae), one run per method. Chosen on the
-# validation alphabets (docs/results.md): at 1,000 steps the hybrid scored fidelity 0.730 / 0.815
-# (K = 1 / 5) with 4 test steps, at 2,000 steps 0.809 / 0.876; a final KL weight of 1 instead of 2
-# gave 0.06–0.08 less fidelity and 0.5 more diversity; 8 tasks a step instead of 16 saved a quarter
-# of the time and lost 0.02–0.05. 1,000 steps is what notebook 05's three-minute budget allows.
+# Notebook 05's class-code VAE (metagen_utils.inference.set_vae). A shared first stage trains the
+# amortised way (shared_steps; a step without inner steps costs about a third of a hybrid step); then
+# each way trains `steps` more from a copy of it. Chosen on the validation alphabets (docs/results.md),
+# within notebook 05's three minutes: a longer first stage paid more than a longer second (the hybrid's
+# fidelity, K = 1 / 5, one run each: 3,000 + 700 steps 0.757 / 0.841, 4,000 + 500 0.769 / 0.873,
+# 5,000 + 400 0.781 / 0.851; 1,000 steps of each way alone, no shared stage, about 0.73 / 0.82).
+# initial_rate starts the inner rates, which stage 1 does not use: at 0.1, the first inner steps from
+# the stage-1 model threw a few codes far off (one query loss of 8·10⁴ nats at stage 2's second step);
+# at 0.03 no stage-2 loss rose past 1.3 times the first.
 SET_VAE = {
-    "cpu": {"latent_dim": 16, "context_dim": 32, "width": 16, "hidden": 128, "steps": 1000, "tasks_per_step": 16,
-            "n_query": 5, "lr": 2e-3, "inner_steps": 2, "test_steps": 4, "initial_rate": 0.1,
+    "cpu": {"latent_dim": 16, "context_dim": 32, "width": 16, "hidden": 128, "shared_steps": 4000, "steps": 400,
+            "tasks_per_step": 16,
+            "n_query": 5, "lr": 2e-3, "inner_steps": 2, "test_steps": 4, "initial_rate": 0.03,
             "kl_weight": (8.0, 2.0, 0.6)},
-    "full": {"latent_dim": 16, "context_dim": 32, "width": 32, "hidden": 256, "steps": 4000, "tasks_per_step": 16,
-             "n_query": 5, "lr": 2e-3, "inner_steps": 2, "test_steps": 4, "initial_rate": 0.1,
+    "full": {"latent_dim": 16, "context_dim": 32, "width": 32, "hidden": 256, "shared_steps": 16000, "steps": 1600,
+             "tasks_per_step": 16,
+             "n_query": 5, "lr": 2e-3, "inner_steps": 2, "test_steps": 4, "initial_rate": 0.03,
              "kl_weight": (8.0, 2.0, 0.6)},
 }
 
@@ -117,7 +123,8 @@ def run_settings(profile: str, model: str, data: str, seed: int, steps: int | No
     run.update(profile=profile, model=model, data=data, seed=seed, image_size=28)
     if tasks_per_step is not None:
         run["tasks_per_step"] = tasks_per_step
-    for name, value, key in (("pretrain_steps", pretrain_steps, "joint_steps"),
+    first_stage = "shared_steps" if "shared_steps" in run["model_config"] else "joint_steps"
+    for name, value, key in (("pretrain_steps", pretrain_steps, first_stage),
                              ("class_steps", class_steps, "class_steps")):
         if value is not None:
             if key not in run["model_config"]:

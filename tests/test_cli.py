@@ -210,7 +210,8 @@ def test_pretrain_steps_is_refused_for_a_model_without_pretraining(tmp_path, tin
 
 TINY_SET_VAE = {"k_shot": 2, "train_k_shots": [1, 2], "n_query": 1, "tasks_per_step": 2, "val_tasks": 2,
                 "eval_tasks": 2,
-                "model_config": {"latent_dim": 4, "context_dim": 6, "width": 4, "hidden": 8, "inner_steps": 1,
+                "model_config": {"latent_dim": 4, "context_dim": 6, "width": 4, "hidden": 8, "shared_steps": 2,
+                                 "inner_steps": 1,
                                  "test_steps": 2, "initial_rate": 0.1, "kl_weight": [8.0, 2.0, 0.6],
                                  "method": "hybrid", "is_samples": 2},
                 "train": {"steps": 3, "outer_lr": 2e-3, "warmup_steps": 0, "checkpoint_every": 3,
@@ -231,19 +232,22 @@ def test_set_vae_trains_as_notebook_05_does_then_evaluates_and_samples(tmp_path,
 
     data, out = omniglot_folder(tmp_path / "data"), tmp_path / "run"
     assert main(["train", "--model", "set_vae", "--method", method, "--data", str(data), "--out", str(out),
-                 "--device", "cpu", "--seed", "2"]) == 0
+                 "--device", "cpu", "--seed", "2", "--pretrain-steps", "4"]) == 0
     assert "background" in capsys.readouterr().out          # the held-out summary
     trained = json.loads((out / "metrics" / "train.json").read_text())
     assert trained["model"] == "set_vae" and len(trained["train_losses"]) == 3
-    # the same weights as notebook 05's training of that way, for the same seed
+    # the same weights as notebook 05's training of that way, for the same seed: the shared stage
+    # (--pretrain-steps of them), then the way's own steps
     s = TINY_SET_VAE["model_config"]
     torch.manual_seed(2)
     model = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"])
     params = sv.init_params(model, s["initial_rate"])
     background = hold_out(load(str(data), 28, progress=False), seed=2).split("background")
-    losses = sv.train(model, params, method, background, 3, k_shots=[1, 2], n_query=1, tasks_per_step=2,
-                      lr=2e-3, inner_steps=1, beta=(8.0, 2.0, 0.6), seed=2, progress=False)
+    common = dict(k_shots=[1, 2], n_query=1, tasks_per_step=2, lr=2e-3, inner_steps=1, progress=False)
+    shared = sv.train(model, params, "amortised", background, 4, beta=(8.0, 2.0, 0.6), seed=2, **common)
+    losses = sv.train(model, params, method, background, 3, beta=2.0, seed=3, **common)
     assert losses == trained["train_losses"]
+    assert load_checkpoint(out / "best").extra["history"]["shared_losses"] == shared
     saved = load_checkpoint(out / "best").weights
     assert all(torch.equal(saved[n], params[n].detach()) for n in params)
 

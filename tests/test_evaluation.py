@@ -119,19 +119,25 @@ def test_score_methods_takes_a_number_of_test_steps_per_shot_count(glyph_set):
         scoring.score_methods(*args, steps={1: 1}, **small)
 
 
-def test_score_methods_scores_fidelity_and_diversity_at_lower_temperatures_from_the_same_noise(glyph_set):
-    args = untrained_evaluation(glyph_set)
-    small = dict(k_shots=(1,), n_episodes=1, n_way=3, n_query=3, n_samples=3, nll_images=1, is_samples=2)
-    plain = scoring.score_methods(*args, **small)[1]
-    cooled = scoring.score_methods(*args, temperatures=(0.0, 0.5), **small)[1]
+def check_cooled_scores(plain: dict, cooled: dict, temperatures: list, tasks: int) -> None:
+    """``cooled`` (scores of one K with ``temperatures``) has every τ = 1 number of ``plain`` unchanged, and
+    fidelity and diversity of each of ``tasks`` tasks at each τ for every generator (none for the real support)."""
     for name, scores in cooled.items():
         for key in ("nll", "fidelity", "diversity"):   # extra temperatures leave the τ = 1 numbers alone
             np.testing.assert_array_equal(scores[key], plain[name][key], err_msg=f"{name} {key}")
         if name == "real support":
             assert scores["temperatures"] == {}
             continue
-        assert sorted(scores["temperatures"]) == [0.0, 0.5], name
-        assert all(v.shape == (3,) for t in scores["temperatures"].values() for v in t.values()), name
+        assert sorted(scores["temperatures"]) == temperatures, name
+        assert all(v.shape == (tasks,) for t in scores["temperatures"].values() for v in t.values()), name
+
+
+def test_score_methods_scores_fidelity_and_diversity_at_lower_temperatures_from_the_same_noise(glyph_set):
+    args = untrained_evaluation(glyph_set)
+    small = dict(k_shots=(1,), n_episodes=1, n_way=3, n_query=3, n_samples=3, nll_images=1, is_samples=2)
+    plain = scoring.score_methods(*args, **small)[1]
+    cooled = scoring.score_methods(*args, temperatures=(0.0, 0.5), **small)[1]
+    check_cooled_scores(plain, cooled, [0.0, 0.5], tasks=3)
     # τ = 0 decodes the prior mean: one image per task however many samples are drawn
     assert np.abs(cooled["joint VAE, N(0, I) prior"]["temperatures"][0.0]["diversity"]).max() < 1e-4
     assert (plain["joint VAE, N(0, I) prior"]["diversity"] > 1e-3).all()

@@ -16,7 +16,7 @@ from metagen_utils.kit import harness
 pytestmark = pytest.mark.slow
 # Tiny runs: each notebook's step counts, one evaluation episode.
 TINY = {"04": {"JOINT_STEPS": 20, "META_STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1},
-        "05": {"STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1}}
+        "05": {"SHARED_STEPS": 2, "STEPS": 2, "EPISODES": 1, "TEST_STEPS": 1, "TEMPERATURES": [0.5]}}
 NOTEBOOK = {"04": ("04_meta_generation", "k5_adapted_fidelity"), "05": ("05_class_inference", "k5_hybrid_fidelity")}
 
 

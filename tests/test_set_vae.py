@@ -149,3 +149,15 @@ def test_a_short_run_at_the_cpu_settings_never_climbs_above_its_first_loss(glyph
                       progress=False)
     assert all(0 < loss <= 1.02 * losses[0] for loss in losses), losses
     assert min(losses[-10:]) < 0.9 * losses[0]          # and it learns
+
+
+def test_a_number_for_beta_holds_the_kl_weight_and_a_copy_trains_on_its_own(glyph_set):
+    background = glyph_set.split("background").select_classes(list(range(30)))
+    _, start = small_model()
+    runs = []
+    for beta in (2.0, (2.0, 2.0, 0.6)):
+        params = sv.copy_params(start)
+        runs.append(sv.train(small_model()[0], params, "hybrid", background, 4, tasks_per_step=4, beta=beta,
+                             progress=False))
+    assert runs[0] == runs[1]
+    assert all(torch.equal(start[n], small_model()[1][n]) for n in start)   # the start is left as it was

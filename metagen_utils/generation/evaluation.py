@@ -10,7 +10,7 @@ a glyph classifier's feature space. Models may sit on any device; random numbers
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -163,14 +163,12 @@ def score_methods(model: ConditionalVAE, meta_params: Params, joint: Params, cfg
         results[k] = {}
         for name, (params, adapted_params) in methods.items():
             nelbo, nll = query_scores(model, params, adapted_params, query[:, :nll_images], is_samples, rng(2))
-            generated = sample(model, params, adapted_params, n_samples, rng(1), tasks=tasks)
-            results[k][name] = {**_quality(generated.cpu(), query_feats, classifier, n_way),
+            def draw(tau: float, params: Params = params, adapted_params: Params = adapted_params) -> Tensor:
+                return sample(model, params, adapted_params, n_samples, rng(1), tasks=tasks,
+                              temperature=tau).cpu()   # the same noise at every τ (rng(1) afresh), scaled
+            results[k][name] = {**_quality(draw(1.0), query_feats, classifier, n_way),
                                 "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy(),
-                                "temperatures": {}}
-            for tau in temperatures:   # the same noise as at τ = 1 (rng(1) afresh), scaled
-                cooler = sample(model, params, adapted_params, n_samples, rng(1), tasks=tasks, temperature=tau).cpu()
-                fidelity, diverse = _fidelity_and_diversity(features(classifier, cooler), query_feats, cooler, n_way)
-                results[k][name]["temperatures"][tau] = {"fidelity": fidelity, "diversity": diverse}
+                                "temperatures": cooler_scores(draw, temperatures, query_feats, classifier, n_way)}
         nothing = torch.full((tasks,), math.nan).numpy()
         results[k]["real support"] = {**_quality(support.cpu(), query_feats, classifier, n_way), "nelbo": nothing,
                                       "nll": nothing, "temperatures": {}}
@@ -284,6 +282,17 @@ def _class_tasks(model: ConditionalVAE, classifier: nn.Module, images: ImageSet,
     query = episode.query.view(tasks, n_query, *IMAGE_SHAPE)
     return (episode.support.view(tasks, k_max, *IMAGE_SHAPE).to(device), query.to(device),
             None if classifier is None else features(classifier, query))
+
+
+def cooler_scores(draw: Callable[[float], Tensor], temperatures: Sequence[float], query_feats: Tensor,
+                  classifier: nn.Module, n_way: int) -> dict[float, dict]:
+    """{τ: {"fidelity", "diversity": [T] arrays}} of the images ``draw(τ)`` ``[T, G, 1, 28, 28]`` for each τ."""
+    scored = {}
+    for tau in temperatures:
+        cooler = draw(tau)
+        fidelity, diverse = _fidelity_and_diversity(features(classifier, cooler), query_feats, cooler, n_way)
+        scored[tau] = {"fidelity": fidelity, "diversity": diverse}
+    return scored
 
 
 def _random_numbers(seed: int, k: int):

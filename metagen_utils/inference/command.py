@@ -1,10 +1,11 @@
 """Notebook 05's class-code VAE for the command line: ``python -m metagen_utils train --model set_vae
 --method hybrid``, then ``evaluate`` and ``sample`` on it.
 
-It trains with :func:`metagen_utils.inference.set_vae.train`, the function and the settings
-(:data:`metagen_utils.profiles.SET_VAE`) notebook 05 trains each way with, so the command line and the
-notebook give the same weights for the same seed. That loop anneals the KL weight over its run, so it
-trains in one go: there is no resuming from a checkpoint midway. The trained weights are written as a
+It trains as notebook 05 does, with :func:`metagen_utils.inference.set_vae.train` and the settings of
+:data:`metagen_utils.profiles.SET_VAE`: the shared stage (the amortised way, ``--pretrain-steps``), then
+the method's own steps (``--steps``), so the command line and the notebook give the same weights for the
+same seed. The first stage anneals the KL weight over its run, so training goes in one go: there is no
+resuming from a checkpoint midway. The trained weights are written as a
 checkpoint (``OUT/latest/`` and ``OUT/best/``) that ``evaluate`` and ``sample`` load.
 """
 from __future__ import annotations
@@ -66,13 +67,17 @@ def set_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
 
     def train(background: ImageSet, validation: ImageSet | None, run: Mapping, cfg: TrainConfig,
               out_dir: Path | None) -> TrainResult:
-        losses = sv.train(module, params, method, background, cfg.steps, k_shots=run["train_k_shots"],
-                          n_query=run["n_query"], tasks_per_step=run["tasks_per_step"], lr=cfg.outer_lr,
-                          inner_steps=s["inner_steps"], beta=tuple(s["kl_weight"]), seed=cfg.seed)
+        common = dict(k_shots=run["train_k_shots"], n_query=run["n_query"], tasks_per_step=run["tasks_per_step"],
+                      lr=cfg.outer_lr, inner_steps=s["inner_steps"])
+        shared = sv.train(module, params, "amortised", background, s["shared_steps"], beta=tuple(s["kl_weight"]),
+                          seed=cfg.seed, **common)
+        losses = sv.train(module, params, method, background, cfg.steps, beta=s["kl_weight"][1],
+                          seed=cfg.seed + 1, **common)
         if out_dir is not None:
             config = {"train": asdict(cfg), "run": dict(run)}
+            history = {"shared_losses": shared, "train_losses": losses}
             latest = save_checkpoint(Path(out_dir) / "latest", params, step=cfg.steps, config=config,
-                                     extra={"history": {"train_losses": losses}}, rng=False)
+                                     extra={"history": history}, rng=False)
             copy_checkpoint(latest, Path(out_dir) / "best")
         return TrainResult(params, cfg.steps, losses)
 

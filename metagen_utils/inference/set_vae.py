@@ -76,9 +76,10 @@ class Encoder(nn.Module):
         self.trunk = _trunk(width)
         self.fc = nn.Linear(2 * width * 49 + context_dim, 2 * latent_dim)
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        """x ``[n, 1, 28, 28]``, c ``[n, context_dim]`` (each image's class code)."""
-        return self.fc(torch.cat([self.trunk(x), c], 1))
+    def forward(self, x: Tensor, c: Tensor, features: Tensor | None = None) -> Tensor:
+        """x ``[n, 1, 28, 28]``, c ``[n, context_dim]`` (each image's class code); ``features``: x's
+        trunk features ``[n, 2 · width · 49]`` when already computed (they do not depend on c)."""
+        return self.fc(torch.cat([self.trunk(x) if features is None else features, c], 1))
 
 
 class Film(nn.Linear):
@@ -168,15 +169,21 @@ class ClassVAE(nn.Module):
         logits = self.decoder(noise.reshape(-1, self.latent_dim), self._codes(noise.shape[:-1]))
         return torch.sigmoid(logits).view(*noise.shape[:-1], *IMAGE_SHAPE)
 
-    def terms(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        """(−log p(x | z, c) averaged over the S draws, KL(q(z | x, c) ‖ N(0, I))), each ``[(T,) n]`` nats."""
-        mu, logvar, _, log_px = self._reconstruct(images, noise)
+    def features(self, images: Tensor) -> Tensor:
+        """images ``[(T,) n, 1, 28, 28]`` → the encoder's trunk features ``[(T,) n, F]``. They do not depend
+        on c, so the inner loop computes them once and passes them to every step."""
+        return self.encoder.trunk(images.reshape(-1, *IMAGE_SHAPE)).view(*images.shape[:-3], -1)
+
+    def terms(self, images: Tensor, noise: Tensor, features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(−log p(x | z, c) averaged over the S draws, KL(q(z | x, c) ‖ N(0, I))), each ``[(T,) n]`` nats;
+        ``features``: :meth:`features` of ``images``, when already computed."""
+        mu, logvar, _, log_px = self._reconstruct(images, noise, features)
         kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(-1)
         return -log_px.mean(-1), kl
 
-    def forward(self, images: Tensor, noise: Tensor) -> Tensor:
+    def forward(self, images: Tensor, noise: Tensor, features: Tensor | None = None) -> Tensor:
         """−ELBO per image ``[(T,) n]`` (nats): the sum of :meth:`terms`."""
-        reconstruction, kl = self.terms(images, noise)
+        reconstruction, kl = self.terms(images, noise, features)
         return reconstruction + kl
 
     def log_weights(self, images: Tensor, noise: Tensor) -> Tensor:
@@ -185,14 +192,16 @@ class ClassVAE(nn.Module):
         return log_px + _log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) \
             - _log_normal(z, mu.unsqueeze(-2), logvar.unsqueeze(-2))
 
-    def _reconstruct(self, images: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _reconstruct(self, images: Tensor, noise: Tensor,
+                     features: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(μ, log σ² ``[(T,) n, L]``, z = μ + σ ε ``[(T,) n, S, L]``, log p(x | z, c) ``[(T,) n, S]``)."""
         lead = images.shape[:-3]
         if images.shape[-3:] != IMAGE_SHAPE or noise.shape[:-2] != lead or noise.shape[-1] != self.latent_dim:
             raise DataError(f"ClassVAE: expected images [(T,) n, 1, 28, 28] and noise [(T,) n, S, "
                             f"{self.latent_dim}]; found {tuple(images.shape)} and {tuple(noise.shape)}")
         codes = self._codes(lead)                                          # [N, C], N = prod(lead)
-        mu, logvar = self.encoder(images.reshape(-1, *IMAGE_SHAPE), codes).chunk(2, dim=-1)
+        flat = None if features is None else features.reshape(codes.shape[0], -1)
+        mu, logvar = self.encoder(images.reshape(-1, *IMAGE_SHAPE), codes, flat).chunk(2, dim=-1)
         draws = noise.shape[-2]
         z = mu[:, None] + (0.5 * logvar).exp()[:, None] * noise.reshape(-1, draws, self.latent_dim)
         logits = self.decoder(z.flatten(0, 1), codes.repeat_interleave(draws, 0))
@@ -209,6 +218,11 @@ def init_params(model: ClassVAE, initial_rate: float) -> Params:
     params[RATE] = torch.full((model.context_dim,), float(initial_rate), device=model.context.device,
                               requires_grad=True)
     return params
+
+
+def copy_params(params: Params) -> Params:
+    """A copy of ``params`` that trains on its own: notebook 05 trains each way from one shared start."""
+    return {n: t.detach().clone().requires_grad_() for n, t in params.items()}
 
 
 def summed_loss(nelbo: Tensor, target: object = None) -> Tensor:
@@ -233,7 +247,8 @@ def infer_context(model: ClassVAE, params: Params, method: str, support: Tensor,
     if method == "amortised" or steps == 0:
         return start
     own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}
-    adapted = inner_loop(model, {**own, "context": start}, (support, noise), None, summed_loss, steps,
+    features = call(model, own, "features", support)     # once: every step reuses them
+    adapted = inner_loop(model, {**own, "context": start}, (support, noise, features), None, summed_loss, steps,
                          {"context": params[RATE]}, create_graph=create_graph, adapt=("context",))
     return adapted["context"]
 
@@ -293,12 +308,13 @@ def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, que
 
 def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps: int,
           k_shots: Sequence[int] = (1, 5), n_query: int = 5, tasks_per_step: int = 16, lr: float = 2e-3,
-          inner_steps: int = 2, beta: tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
+          inner_steps: int = 2, beta: float | tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
           seed: int = 0, progress: bool = True) -> list[float]:
     """Meta-train ``params`` in place for ``method``: each outer step draws ``tasks_per_step`` classes of
     ``images`` with K support images (the K of ``k_shots`` in turn) and ``n_query`` query images, infers
     each class's c from its support, and descends the query loss (:func:`task_loss`, β from
-    :func:`kl_weight` with ``beta = (start, end, fraction)``) with Adam, warm-up and cosine, clipping.
+    :func:`kl_weight` with ``beta = (start, end, fraction)``, or held at ``beta`` when it is a number)
+    with Adam, warm-up and cosine, clipping.
     Step s's tasks and noise are a pure function of (seed, s). Returns the per-step losses (at each
     step's β, so they are comparable only within one run)."""
     if method not in METHODS:
@@ -318,7 +334,7 @@ def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps:
         support, query = episode.support.to(device), episode.query.to(device)
         noise_s = torch.randn(*support.shape[:2], 1, model.latent_dim, generator=generator).to(device)
         noise_q = torch.randn(*query.shape[:2], 1, model.latent_dim, generator=generator).to(device)
-        weight = kl_weight(step, steps, *beta)
+        weight = float(beta) if isinstance(beta, (int, float)) else kl_weight(step, steps, *beta)
         loss = task_loss(model, params, method, support, query, noise_s, noise_q, adapt_steps, weight)
         if not torch.isfinite(loss):
             raise MetaLearningError(f"train ({method}): the loss is {loss.item()} at step {step} of {steps}; "
