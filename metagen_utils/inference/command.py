@@ -5,8 +5,8 @@ It trains as notebook 05 does, with :func:`metagen_utils.inference.set_vae.train
 :data:`metagen_utils.profiles.SET_VAE`: the shared stage (the amortised way, ``--pretrain-steps``), then
 the method's own steps (``--steps``), so the command line and the notebook give the same weights for the
 same seed. The first stage anneals the KL weight over its run, so training goes in one go: there is no
-resuming from a checkpoint midway. The trained weights are written as a
-checkpoint (``OUT/latest/`` and ``OUT/best/``) that ``evaluate`` and ``sample`` load.
+resuming from a checkpoint midway. The trained weights are written as a checkpoint (``OUT/latest/`` and
+``OUT/best/``) that ``evaluate`` and ``sample`` load.
 """
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ def score_methods(model: ClassVAE, trained: Mapping[str, Params], steps: int, cl
 
     A class-task's first K images are its support; ``steps`` inner steps refine c (the gradient and
     hybrid methods); ``n_samples`` images are drawn at τ = 1, and again at each τ of ``temperatures``
-    from the same noise, scaled (z = τ ε; notebook 04's model: z = m + τ e^{s/2} ε). Its ``n_query`` held-out images are the
+    from the same noise, scaled (z = τ ε; notebook 04's model: z = m + τ e^{s/2} ε). Its ``n_query``
+    held-out images are the
     prototypes of fidelity and the Fréchet distance's reference; the first ``nll_images`` are scored
     (−ELBO and IS-NLL with ``is_samples`` draws, nats per image).
 

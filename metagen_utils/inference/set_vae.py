@@ -248,8 +248,8 @@ def infer_context(model: ClassVAE, params: Params, method: str, support: Tensor,
         return start
     own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}
     features = call(model, own, "features", support)     # once: every step reuses them
-    adapted = inner_loop(model, {**own, "context": start}, (support, noise, features), None, summed_loss, steps,
-                         {"context": params[RATE]}, create_graph=create_graph, adapt=("context",))
+    adapted = inner_loop(model, {**own, "context": start}, (support, noise, features), None, summed_loss,
+                         steps, {"context": params[RATE]}, create_graph=create_graph, adapt=("context",))
     return adapted["context"]
 
 
@@ -308,8 +308,8 @@ def task_loss(model: ClassVAE, params: Params, method: str, support: Tensor, que
 
 def train(model: ClassVAE, params: Params, method: str, images: ImageSet, steps: int,
           k_shots: Sequence[int] = (1, 5), n_query: int = 5, tasks_per_step: int = 16, lr: float = 2e-3,
-          inner_steps: int = 2, beta: float | tuple[float, float, float] = (8.0, 2.0, 0.6), max_grad_norm: float = 100.0,
-          seed: int = 0, progress: bool = True) -> list[float]:
+          inner_steps: int = 2, beta: float | tuple[float, float, float] = (8.0, 2.0, 0.6),
+          max_grad_norm: float = 100.0, seed: int = 0, progress: bool = True) -> list[float]:
     """Meta-train ``params`` in place for ``method``: each outer step draws ``tasks_per_step`` classes of
     ``images`` with K support images (the K of ``k_shots`` in turn) and ``n_query`` query images, infers
     each class's c from its support, and descends the query loss (:func:`task_loss`, β from
