@@ -16,7 +16,6 @@ committed ones.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ import torch
 from torch import Tensor
 
 from . import meta_vae
-from ..training.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.committed import command, describe_match, differences  # noqa: F401  (notebook 04 calls them here)
 from ..errors import CheckpointError
 from .vae import ConditionalVAE, Params
 from ..meta.maml import MetaConfig
@@ -62,6 +62,12 @@ class TrainedWeights:
     def spread_dict(self) -> dict[str, Tensor]:
         """``spread`` by name, as stored."""
         return dict(zip(SPREAD, self.spread))
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor, as stored: ``"<group>.<name>"``."""
+        return {f"{group}.{name}": tensor for group, named in
+                (("meta", self.meta), ("joint", self.joint), ("spread", self.spread_dict()))
+                for name, tensor in named.items()}
 
     def test_steps(self) -> dict[int, int]:
         """Inner steps at test time per K (JSON keys are strings)."""
@@ -108,51 +114,8 @@ def load(folder: str | Path = COMMITTED) -> TrainedWeights:
                           checkpoint.config, dict(checkpoint.extra.get("metrics", {})))
 
 
-def differences(candidate: TrainedWeights, reference: TrainedWeights) -> dict[str, float]:
-    """``{tensor: max |Δ|}`` for every tensor that differs (empty: identical); a tensor present in only
-    one of them, or of another shape, counts as infinitely different."""
-    out = {}
-    for group in GROUPS:
-        a, b = (w.spread_dict() if group == "spread" else getattr(w, group) for w in (candidate, reference))
-        for name in sorted(set(a) | set(b)):
-            key = f"{group}.{name}"
-            if name not in a or name not in b or a[name].shape != b[name].shape:
-                out[key] = float("inf")
-            elif not torch.equal(a[name], b[name]):
-                out[key] = (a[name].double() - b[name].double()).abs().max().item()
-    return out
-
-
-def describe_match(candidate: TrainedWeights, reference: TrainedWeights) -> str:
-    """One line (or a few) saying whether ``candidate`` reproduces ``reference``."""
-    diff = differences(candidate, reference)
-    if not diff:
-        return f"{candidate.path} matches {reference.path}: every tensor is identical"
-    worst = sorted(diff.items(), key=lambda item: -item[1])[:5]
-    return (f"{candidate.path} differs from {reference.path} in {len(diff)} tensors; largest |Δ|: "
-            + ", ".join(f"{name} {value:.3g}" for name, value in worst))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metagen_utils.generation.pretrained", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="does a run's weights folder match the committed weights?")
-    check.add_argument("folder", type=Path)
-    install = sub.add_parser("install", help="make a run's weights folder the committed weights")
-    install.add_argument("folder", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        candidate = load(args.folder)
-        if args.command == "install":
-            copy_checkpoint(args.folder, COMMITTED)
-            print(f"installed {args.folder} as {COMMITTED}")
-            return 0
-        committed = load(COMMITTED)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(describe_match(candidate, committed))
-    return 0 if not differences(candidate, committed) else 1
+    return command(argv, "python -m metagen_utils.generation.pretrained", __doc__.split("\n")[0], COMMITTED, load)
 
 
 if __name__ == "__main__":
