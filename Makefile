@@ -74,12 +74,15 @@ bench: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu
 
-## Retrain notebook 04's committed full-profile weights (about 18 minutes on 2 cores) into results-full/ and
-## say whether they reproduce data/weights/04_meta_vae_full; `python -m metagen_utils.generation.pretrained install
-## results-full/weights/04_meta_vae_full` would then make them the committed ones.
+## Retrain the committed full-profile weights (notebook 04's model, then notebook 05's hybrid; about 18 minutes
+## each on 2 cores) into results-full/ and say whether they reproduce data/weights/; `python -m
+## metagen_utils.generation.pretrained install results-full/weights/04_meta_vae_full` (and inference.pretrained for
+## 05_set_vae_full) would then make them the committed ones.
 weights: $(STAMP)
 	$(PY) -m metagen_utils.kit.harness run --out results-full --only 04 -p PROFILE full
 	$(PY) -m metagen_utils.generation.pretrained check results-full/weights/04_meta_vae_full
+	$(PY) -m metagen_utils.kit.harness run --out results-full --only 05 -p PROFILE full
+	$(PY) -m metagen_utils.inference.pretrained check results-full/weights/05_set_vae_full
 
 ## Re-resolve the pinned versions from requirements.in (needs the package index).
 lock:

@@ -72,6 +72,15 @@ def test_a_batch_of_tasks_gives_each_task_the_code_it_gets_alone():
         torch.testing.assert_close(sv.infer_context(model, params, "hybrid", supports[t], noise[t], 2), codes[t])
 
 
+def test_encode_gives_the_mean_of_q_the_z_of_zero_noise():
+    model, params = small_model()
+    tasks = images(6, seed=4).view(2, 3, 1, 28, 28)
+    coded = {**params, "context": torch.randn(2, model.context_dim)}
+    mu, _, z, _ = sv.call(model, coded, "_reconstruct", tasks, torch.zeros(2, 3, 1, model.latent_dim))
+    torch.testing.assert_close(sv.call(model, coded, "encode", tasks), mu)
+    torch.testing.assert_close(z[:, :, 0], mu)
+
+
 def test_the_importance_sampled_nll_is_never_above_the_elbo_bound():
     model, params = small_model()
     codes = torch.randn(2, 6)
