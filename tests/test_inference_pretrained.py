@@ -78,7 +78,7 @@ def test_committed_full_profile_hybrid_verifies_and_builds_the_full_model():
         assert 0.2 < weights.metrics[f"k{k}_hybrid_fidelity"] <= 1
 
 
-def test_notebook_05_re_scores_the_committed_hybrid_to_the_fidelity_its_run_recorded():
+def test_notebook_05_shows_the_committed_hybrid_s_numbers_as_its_run_recorded_them():
     committed = json.loads((pretrained.REPO / "notebooks" / "metrics.json").read_text())["05_class_inference"]
     weights = pretrained.load()
     for k in (1, 5):
