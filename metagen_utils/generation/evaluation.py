@@ -196,13 +196,22 @@ def score_adapted(model: ConditionalVAE, meta_params: Params, cfg: MetaConfig, c
         generated = sample(model, meta_params, adapted, n_samples, rng(1))
         results[k] = _quality(generated.cpu(), query_feats, classifier, n_way)
         if breakdown:
-            noise = torch.randn(*generated.shape[:2], model.latent_dim, generator=rng(1))    # sample()'s draw
-            rows, distances = fidelity_breakdown(model, meta_params, adapted, supports[:, :k], query,
-                                                 query_feats, classifier, n_way, noise)
-            results[k].update(breakdown={BREAKDOWN[0]: {"fidelity": results[k]["fidelity"],
-                                                        "diversity": results[k]["diversity"]}, **rows},
-                              **distances)
+            add_breakdown(results[k], model, meta_params, adapted, supports[:, :k], query, query_feats,
+                          classifier, n_way, rng(1))
     return results
+
+
+def add_breakdown(scores: dict, model: ConditionalVAE, meta_params: Params, adapted: Params, support: Tensor,
+                  query: Tensor, query_feats: Tensor, classifier: nn.Module, n_way: int,
+                  sampling: torch.Generator) -> None:
+    """Add :func:`fidelity_breakdown`'s ``"breakdown"`` (its first row: ``scores``' own fidelity and
+    diversity) and distances to ``scores``, the adapted model's entry for ``support``. ``sampling``: a
+    fresh copy of the generator its samples were drawn with, so that every row uses their noise."""
+    noise = torch.randn(len(support), len(scores["samples"][0]), model.latent_dim, generator=sampling)
+    rows, distances = fidelity_breakdown(model, meta_params, adapted, support, query, query_feats, classifier,
+                                         n_way, noise)
+    scores.update(breakdown={BREAKDOWN[0]: {"fidelity": scores["fidelity"], "diversity": scores["diversity"]},
+                             **rows}, **distances)
 
 
 # The adapted model's samples, then the latents :func:`fidelity_breakdown` feeds its decoder instead.

@@ -231,7 +231,8 @@ class _Method(nn.Module):
 def call(model: nn.Module, params: Params, method: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
     """``model.<method>(*inputs)`` run with ``params`` (a full dict name → tensor; learned rates are
     ignored), for this module's model and notebook 05's alike. ``call(model, params, "forward", images,
-    noise)`` is ``model(images, noise)`` under ``params``; ``"posterior"``, ``"decode"``, ``"log_weights"``, ``"prior_params"`` run those methods."""
+    noise)`` is ``model(images, noise)`` under ``params``; ``"posterior"``, ``"decode"``, ``"log_weights"``,
+    ``"prior_params"`` (and notebook 05's ``"infer"``, ``"encode"``, ``"terms"``) run those methods."""
     if method != "forward" and not callable(getattr(model, method, None)):
         raise ConfigError(f"call: {type(model).__name__} has no method {method!r}")
     own = {n: t for n, t in params.items() if not n.startswith(LR_PREFIX)}

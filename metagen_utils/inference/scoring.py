@@ -18,9 +18,8 @@ from ..data.images import ImageSet
 from ..errors import ConfigError
 from ..generation import vae as gen
 from ..generation.classifier import features
-from ..generation.evaluation import (BREAKDOWN as OLD_BREAKDOWN, _class_tasks, _fidelity_and_diversity, _quality,
-                                     _random_numbers, check_temperatures, cooler_scores,
-                                     fidelity_breakdown as old_breakdown, support_gaussian)
+from ..generation.evaluation import (_class_tasks, _fidelity_and_diversity, _quality, _random_numbers,
+                                     add_breakdown, check_temperatures, cooler_scores, support_gaussian)
 from ..generation.pretrained import TrainedWeights
 from ..meta.maml import Params
 from .set_vae import ClassVAE, call, contexts, query_scores, sample
@@ -90,13 +89,9 @@ def score_references(classifier: nn.Module, images: ImageSet, reference: Trained
             scores[k][name] = {**_quality(draw(1.0), query_feats, classifier, n_way),
                                "nelbo": nelbo.mean(1).numpy(), "nll": nll.mean(1).numpy(),
                                "temperatures": cooler_scores(draw, temperatures, query_feats, classifier, n_way)}
-        if breakdown:   # the ε of the adapted model's own samples (gen.sample's draw)
-            own = scores[k][REFERENCES[0]]
-            noise = torch.randn(len(support), n_samples, old.latent_dim, generator=rng(1))
-            rows, distances = old_breakdown(old, reference.meta, adapted, support, query, query_feats,
-                                            classifier, n_way, noise)
-            own.update(breakdown={OLD_BREAKDOWN[0]: {"fidelity": own["fidelity"], "diversity": own["diversity"]},
-                                  **rows}, **distances)
+        if breakdown:
+            add_breakdown(scores[k][REFERENCES[0]], old, reference.meta, adapted, support, query, query_feats,
+                          classifier, n_way, rng(1))
         nothing = torch.full((len(support),), math.nan).numpy()
         scores[k]["real support"] = {**_quality(support, query_feats, classifier, n_way), "nelbo": nothing,
                                      "nll": nothing, "temperatures": {}}
