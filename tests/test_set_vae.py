@@ -6,7 +6,7 @@ import doctest
 import pytest
 import torch
 
-from metagen_utils.errors import ConfigError, DataError
+from metagen_utils.errors import ConfigError, DataError, MetaLearningError
 from metagen_utils.inference import set_vae as sv
 
 
@@ -70,6 +70,17 @@ def test_a_batch_of_tasks_gives_each_task_the_code_it_gets_alone():
     noise = torch.randn(2, 3, 1, 4, generator=torch.Generator().manual_seed(0))
     for t in range(2):
         torch.testing.assert_close(sv.infer_context(model, params, "hybrid", supports[t], noise[t], 2), codes[t])
+
+
+def test_codes_that_diverge_in_the_inner_steps_stop_with_the_tasks_named():
+    model, params = small_model()
+    supports = images(6).view(2, 3, 1, 28, 28)
+    with torch.no_grad():
+        params[sv.RATE].fill_(float("inf"))      # any step from any start leaves the finite numbers
+    with pytest.raises(MetaLearningError, match=r"contexts \(hybrid, 2 inner steps\): the class code of 2 of 2 "
+                                                r"tasks is not finite \(tasks \[0, 1\]\); take fewer inner steps"):
+        sv.contexts(model, params, "hybrid", supports, 2, torch.Generator().manual_seed(0))
+    assert torch.isfinite(sv.contexts(model, params, "amortised", supports, 2, torch.Generator())).all()
 
 
 def test_encode_gives_the_mean_of_q_the_z_of_zero_noise():

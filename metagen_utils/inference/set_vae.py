@@ -266,8 +266,16 @@ def contexts(model: ClassVAE, params: Params, method: str, support: Tensor, step
     tasks at a time. The inner steps' noise comes from ``generator``."""
     noise = torch.randn(*support.shape[:2], samples, model.latent_dim, generator=generator).to(support.device)
     frozen = {n: t.detach() for n, t in params.items()}
-    return torch.cat([infer_context(model, frozen, method, support[i:i + chunk], noise[i:i + chunk], steps).detach()
-                      for i in range(0, len(support), chunk)])
+    codes = torch.cat([infer_context(model, frozen, method, support[i:i + chunk], noise[i:i + chunk], steps).detach()
+                       for i in range(0, len(support), chunk)])
+    # An image unlike any seen in training can start c far out, where the steps overshoot and diverge;
+    # every score after that would be NaN, so stop here and say which tasks.
+    if not (finite := torch.isfinite(codes).all(-1)).all():
+        bad = (~finite).nonzero().flatten().tolist()
+        raise MetaLearningError(f"contexts ({method}, {steps} inner steps): the class code of {len(bad)} of "
+                                f"{len(codes)} tasks is not finite (tasks {bad[:10]}); take fewer inner steps "
+                                "at test time (TEST_STEPS), or use the amortised way, which takes none")
+    return codes
 
 
 def sample(model: ClassVAE, params: Params, codes: Tensor, n_samples: int, generator: torch.Generator,
