@@ -91,3 +91,24 @@ def test_generators_of_different_sizes_are_scored_side_by_side_under_any_name(gl
     np.testing.assert_array_equal(alone["nll"], scores["hybrid"]["nll"])   # the same noise, with or without others
     with pytest.raises(ConfigError, match="method='greedy' is not valid"):
         scoring.score_methods({"x": (wide, "greedy", more["hybrid, wider"][2])}, 1, evaluation)
+
+
+def test_refitting_the_gaussian_retrains_only_its_vae_on_the_given_classes(glyph_set):
+    committed, background = pretrained.load(), glyph_set.split("background")
+    refit = scoring.refit_gaussian(committed, background, seed=3, steps=2)
+    again = scoring.refit_gaussian(committed, background, seed=3, steps=2)
+    for name, tensor in committed.meta.items():         # notebook 04's meta-learned model is untouched
+        assert torch.equal(refit.meta[name], tensor), name
+    assert set(refit.joint) == set(committed.joint)
+    assert any(not torch.equal(refit.joint[n], committed.joint[n]) for n in committed.joint)
+    assert all(torch.equal(refit.joint[n], again.joint[n]) for n in refit.joint)     # one seed, one result
+    within, posterior_var = refit.spread
+    assert within.shape == committed.spread[0].shape and (within > 0).all() and (posterior_var > 0).all()
+    assert not torch.equal(within, committed.spread[0])
+    # What it is for: the baselines of score_references now start from the refitted VAE.
+    classifier, evaluated = GlyphClassifier(num_classes=3).eval(), glyph_set.split("evaluation")
+    before, after = (scoring.score_references(classifier, evaluated, weights, k_shots=(1,), **SMALL).scores[1]
+                     for weights in (committed, refit))
+    old_model, gaussian = scoring.REFERENCES
+    np.testing.assert_array_equal(after[old_model]["nll"], before[old_model]["nll"])
+    assert not np.array_equal(after[gaussian]["nll"], before[gaussian]["nll"])
