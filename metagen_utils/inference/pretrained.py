@@ -25,7 +25,7 @@ from ..errors import CheckpointError
 from ..meta.maml import Params
 from ..results import REPO, results_dir
 from ..training.checkpoint import load_checkpoint, save_checkpoint
-from ..training.committed import command, describe_match, differences  # noqa: F401  (notebook 05 calls them here)
+from ..training.committed import command, describe_match, differences  # noqa: F401  (notebook 05 and its tests call them here)
 
 COMMITTED = REPO / "data" / "weights" / "05_set_vae_full"
 NEEDED = ("latent_dim", "context_dim", "width", "hidden", "test_steps")
