@@ -180,9 +180,9 @@ class Runner:
         self.cfg = setup.config(order)
         if name.startswith("kit"):
             self.meta_params = init_meta_params(self.module, self.cfg)
-            self.optimizer = torch.optim.Adam(self.meta_params.values(), lr=setup.outer_lr)
+            self.optimizer = torch.optim.Adam(self.meta_params.values(), lr=setup.outer_lr, fused=True)
         else:
-            self.optimizer = torch.optim.Adam(self.module.parameters(), lr=setup.outer_lr)
+            self.optimizer = torch.optim.Adam(self.module.parameters(), lr=setup.outer_lr, fused=True)
 
     def step(self) -> float:
         if self.name.startswith("kit"):    # the kit's own one-call meta-step

@@ -4,8 +4,11 @@
     python -m benchmarks.kernel_fingerprint --unpinned # as torch chooses by itself
 
 Prints one short SHA-256 per computation: float32 and float64 matrix products, a convolution with its
-gradients, a linear layer with cross-entropy and its gradients, Adam steps, and torch's sqrt, exp and log.
-Two machines give the same numbers where every line agrees. To compare processors you do not have, run it
+gradients, a linear layer with cross-entropy and its gradients, Adam steps (torch's default and the fused
+one the kit uses), torch's sqrt, exp and log, and the kit's own square root, distances and gradient
+clipping (metagen_utils.kernels). Two machines give the same numbers where every line agrees. torch's
+sqrt, its default Adam and torch.cdist are there to show what the kit avoids: on a real AMD EPYC and an
+emulated Intel Haswell they differed while every other line agreed. To compare processors you do not have, run it
 under QEMU's user-mode emulator with another CPU model, e.g.
 
     qemu-x86_64 -cpu EPYC-Rome -0 .venv/bin/python "$(readlink -f .venv/bin/python)" -m benchmarks.kernel_fingerprint
@@ -47,12 +50,21 @@ def fingerprint() -> dict[str, str]:
     logits = torch.nn.functional.linear(features, weight)
     torch.nn.functional.cross_entropy(logits, torch.arange(8)).backward()
     out["linear"], out["linear grad w"] = logits, weight.grad
-    p = torch.randn(1000, generator=g, requires_grad=True)
-    optimizer = torch.optim.Adam([p], 1e-3)
-    for _ in range(3):
-        p.grad = torch.randn(1000, generator=g)
-        optimizer.step()
-    out["adam"] = p
+    for name, fused in (("adam (torch's default)", False), ("adam fused", True)):
+        steps = torch.Generator().manual_seed(1)
+        p = torch.randn(100_000, generator=steps, requires_grad=True)
+        optimizer = torch.optim.Adam([p], 1e-3, fused=fused)
+        for _ in range(5):
+            p.grad = torch.randn(100_000, generator=steps)
+            optimizer.step()
+        out[name] = p
+    rows, centres = torch.randn(40, 30, 64, generator=g), torch.randn(40, 5, 64, generator=g)
+    out["torch.cdist"], out["kernels.distances"] = torch.cdist(rows, centres), kernels.distances(rows, centres)
+    out["kernels.sqrt"] = kernels.sqrt(torch.rand(5000, generator=g) + 0.1)
+    grads = [torch.zeros(300, 200, requires_grad=True), torch.zeros(1000, requires_grad=True)]
+    for p in grads:
+        p.grad = torch.randn(p.shape, generator=g) * 10
+    out["kernels.clip_grad_norm"] = torch.cat([kernels.clip_grad_norm(grads, 1.0)[None], grads[0].grad.flatten()])
     return {name: hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest()[:12]
             for name, t in out.items()}
 

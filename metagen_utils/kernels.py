@@ -1,13 +1,21 @@
-"""The CPU kernels the committed numbers were computed with, and how the kit holds a process to them.
+"""The CPU kernels the committed numbers were computed with, how the kit holds a process to them, and
+the square roots it takes instead of torch's.
 
 Imports nothing but the standard library, so that :func:`pin_cpu_kernels` can run before NumPy and
-torch are imported.
+torch are imported; :func:`sqrt`, :func:`distances` and :func:`clip_grad_norm` take tensors and use
+only their methods and ``torch.linalg``.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shlex
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # The SIMD kernels the CPU libraries may use on x86-64. PyTorch's own kernels (ATen), oneDNN
 # (convolutions), OpenBLAS (NumPy's linear algebra) and NumPy's own loops each pick the widest
@@ -53,3 +61,45 @@ def kernel_mismatch(capability: str, pinned: str) -> str | None:
             "the kernels were pinned, so the numbers can differ from the committed ones. Call "
             f"metagen_utils.kernels.pin_cpu_kernels() before computing with torch, or start Python with "
             f"{settings}.")
+
+
+# Square roots. torch's element-wise sqrt on the CPU goes through MKL's vector math, which rounds the
+# last bit by the processor it runs on, whatever MKL_CBWR says: on an AMD EPYC and on an emulated Intel
+# Haswell it disagreed for about one float in seven. Adam divides by a square root at every step, and
+# torch's gradient clipping and torch.cdist take one, so one seed trained other weights on an AMD machine
+# than on an Intel one, and notebooks 03–05 moved. The processor's own square-root instruction is exact
+# (IEEE 754 rounds it correctly) and so the same everywhere; torch uses it for reciprocal square roots,
+# for norms (torch.linalg.vector_norm) and in its fused Adam (``fused=True``). The kit takes its square
+# roots only there.
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """√x element-wise (any shape), the same bits on every processor: ``1 / rsqrt(x)``, within one unit in
+    the last place of torch's ``sqrt``. Differentiable; 0 gives 0."""
+    return 1 / x.rsqrt()
+
+
+def distances(a: Tensor, b: Tensor) -> Tensor:
+    """Euclidean distances ``[..., n, m]`` between the rows of ``a`` ``[..., n, D]`` and ``b`` ``[..., m, D]``
+    (leading dimensions broadcast), as :func:`torch.cdist` gives them but the same bits on every processor.
+    Takes one row of ``b`` at a time, so memory stays that of ``a``."""
+    import torch
+
+    return torch.stack([torch.linalg.vector_norm(a - b[..., j:j + 1, :], dim=-1) for j in range(b.shape[-2])], -1)
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> Tensor:
+    """Scale the gradients of ``params`` in place so that their joint L2 norm is at most ``max_norm``
+    (``math.inf``: leave them), as :func:`torch.nn.utils.clip_grad_norm_` does, but the same bits on every
+    processor. Returns the norm before scaling (0-d); 0 when no parameter has a gradient."""
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if math.isfinite(max_norm):
+        scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale)
+    return total

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from metagen_utils import profiles
+from metagen_utils.kernels import clip_grad_norm
 from metagen_utils.training import loop as train_module
 from metagen_utils.training.checkpoint import load_checkpoint
 from metagen_utils.data.images import ImageSet
@@ -102,11 +103,12 @@ def test_train_equals_a_plain_adamw_loop_with_the_schedule_and_clipping():
     cfg = TrainConfig(steps=6, outer_lr=0.05, warmup_steps=2, max_grad_norm=0.1, weight_decay=0.01)
     result = train(linear_params(), loss, sample, cfg, progress=False)
     params = linear_params()
-    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.outer_lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.outer_lr, weight_decay=cfg.weight_decay,
+                                  fused=True)
     for step in range(1, cfg.steps + 1):
         optimizer.zero_grad()
         loss(params, sample(step)).backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+        clip_grad_norm(params.values(), cfg.max_grad_norm)
         optimizer.param_groups[0]["lr"] = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
         optimizer.step()
     for name in params:
@@ -121,11 +123,11 @@ def test_a_prefix_in_lr_scale_trains_those_parameters_at_that_multiple_of_the_ra
     result = train(linear_params(), loss, sample, cfg, progress=False)
     params = linear_params()
     optimizer = torch.optim.AdamW([{"params": [params["w"]]}, {"params": [params["b"]]}], lr=cfg.outer_lr,
-                                  weight_decay=0.0)
+                                  weight_decay=0.0, fused=True)
     for step in range(1, cfg.steps + 1):
         optimizer.zero_grad()
         loss(params, sample(step)).backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+        clip_grad_norm(params.values(), cfg.max_grad_norm)
         rate = cfg.outer_lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps)
         optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = 1.0 * rate, 0.25 * rate
         optimizer.step()

@@ -228,7 +228,7 @@ def train_maml(features: Tensor, images: ImageSet, cfg: MetaConfig, steps: int =
                           "(learned inner rates belong to notebook 03)")
     model = make_model(features.shape[1], dtype, features.device)
     meta_params = init_meta_params(model, cfg)
-    optimizer = torch.optim.Adam(meta_params.values(), lr=outer_lr)
+    optimizer = torch.optim.Adam(meta_params.values(), lr=outer_lr, fused=True)   # fused: see kernels.sqrt
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     train_features = features.to(dtype)
     losses = np.empty(steps)

@@ -32,6 +32,7 @@ from .tasks import CompletionTasks, make_tasks, normal_equations, with_bias
 from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, MetaLearningError
+from ..kernels import clip_grad_norm
 
 KINDS = ("scalar", "diagonal", "lowrank", "full")
 
@@ -155,7 +156,7 @@ def train_rule(features: Tensor, images: ImageSet, rule: dict[str, Tensor], step
     every step; returns the meta-loss per step. A non-finite loss is an error naming the step."""
     from tqdm.auto import tqdm
 
-    optimizer = torch.optim.Adam(rule.values(), lr=outer_lr)
+    optimizer = torch.optim.Adam(rule.values(), lr=outer_lr, fused=True)   # fused: see kernels.sqrt
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     losses = np.empty(steps)
     dtype = rule["theta0"].dtype
@@ -169,7 +170,7 @@ def train_rule(features: Tensor, images: ImageSet, rule: dict[str, Tensor], step
         optimizer.zero_grad()
         loss.backward()
         if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(list(rule.values()), max_grad_norm)
+            clip_grad_norm(rule.values(), max_grad_norm)
         optimizer.step()
         schedule.step()
         losses[step] = loss.item()

@@ -260,7 +260,7 @@ def fidelity_breakdown(model: ConditionalVAE, meta_params: Params, adapted: Para
         fidelity, diverse = _fidelity_and_diversity(features(classifier, images), query_feats, images, n_way)
         rows[name] = {"fidelity": fidelity, "diversity": diverse}
     def rms(difference: Tensor) -> np.ndarray:   # over latent dimensions, one number per task
-        return (difference ** 2).mean(-1).sqrt()[:, 0].cpu().numpy()
+        return (torch.linalg.vector_norm(difference, dim=-1) / difference.shape[-1] ** 0.5)[:, 0].cpu().numpy()
     return rows, {"mean_error": rms(mean[:, None] - held_mean), "support_error": rms(support_mean - held_mean),
                   "class_scatter": rms(held_sd)}
 

@@ -357,7 +357,7 @@ def train_joint(model: ConditionalVAE, images: ImageSet, steps: int, batch_size:
     pixels = torch.from_numpy(images.images)
     names = joint_names([n for n, _ in model.named_parameters()])
     trained = [t for n, t in model.named_parameters() if n in names]
-    optimizer = torch.optim.Adam(trained, lr=lr)
+    optimizer = torch.optim.Adam(trained, lr=lr, fused=True)   # fused: see kernels.sqrt
     schedule = warmup_cosine_scheduler(optimizer, steps, warmup=max(1, steps // 10))
     with torch.no_grad():
         model.context.zero_()
@@ -394,7 +394,7 @@ def train_class_contexts(model: ConditionalVAE, images: ImageSet, steps: int, cl
     params = dict(model.named_parameters())
     trained = [params[n] for n in joint_names(list(params)) + select_adapted(list(params), ("prior",))]
     # The contexts' rate is higher: each is updated only on the steps that draw its class.
-    optimizer = torch.optim.Adam([{"params": trained}, {"params": [contexts], "lr": context_lr}], lr=lr)
+    optimizer = torch.optim.Adam([{"params": trained}, {"params": [contexts], "lr": context_lr}], lr=lr, fused=True)
     schedule = warmup_cosine_scheduler(optimizer, steps, warmup=max(1, steps // 10))
     images_per_class_mean = float(images.class_counts().mean())
     for _ in range(steps):

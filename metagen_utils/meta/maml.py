@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from ..errors import ConfigError, DataError, MetagenError, MetaLearningError
+from ..kernels import clip_grad_norm, sqrt
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd")
 LR_PREFIX = "inner_lr."
@@ -215,7 +216,7 @@ def _inner_loop(module: nn.Module, params: Params, names: Sequence[str], schedul
             moment = {n: ADAM["beta1"] * moment[n] + ADAM["mix1"] * grads[n] for n in names}
             square = {n: ADAM["beta2"] * square[n] + ADAM["mix2"] * grads[n] ** 2 for n in names}
             adapted = {n: adapted[n] - rate_of(rate, n) * (moment[n] / (1 - ADAM["beta1"] ** t))
-                    / ((square[n] / (1 - ADAM["beta2"] ** t)).sqrt() + ADAM["eps"]) for n in names}
+                    / (sqrt(square[n] / (1 - ADAM["beta2"] ** t)) + ADAM["eps"]) for n in names}
             trajectory.append(adapted)
             losses.append(loss.detach())
         return trajectory, torch.stack(losses)
@@ -431,7 +432,7 @@ def meta_step(module: nn.Module, meta_params: Params, optimizer: torch.optim.Opt
 
         cfg = MetaConfig(algorithm="metasgd", inner_steps=1, inner_lr=0.1)
         meta_params = init_meta_params(net, cfg)
-        optimizer = torch.optim.Adam(meta_params.values(), lr=1e-3)
+        optimizer = torch.optim.Adam(meta_params.values(), lr=1e-3, fused=True)
         loss = meta_step(net, meta_params, optimizer, TaskBatch(sx, sy, qx, qy), cfg, F.mse_loss)
     """
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -447,6 +448,6 @@ def meta_step(module: nn.Module, meta_params: Params, optimizer: torch.optim.Opt
     for name, g in grads.items():
         meta_params[name].grad = g
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_([meta_params[n] for n in grads], max_grad_norm)
+        clip_grad_norm([meta_params[n] for n in grads], max_grad_norm)
     optimizer.step()
     return loss.item()

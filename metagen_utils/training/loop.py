@@ -32,6 +32,7 @@ from ..config import progress_disabled
 from ..data.images import ImageSet
 from .. import profiles
 from ..errors import ConfigError, MetaLearningError
+from ..kernels import clip_grad_norm
 from ..data.episodes import Episode, EpisodeSampler
 from ..meta.maml import Params
 from .schedule import warmup_cosine
@@ -188,7 +189,7 @@ def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], 
         raise ConfigError("meta_params: no tensor requires grad, so there is nothing to meta-learn")
     trainable = [meta_params[n] for n in names]
     optimizer = torch.optim.AdamW(rate_groups(names, meta_params, cfg.lr_scale), lr=cfg.outer_lr,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=True)   # fused: see kernels.sqrt
     config = {"train": asdict(cfg), "run": dict(run_config or {})}
     history: dict = {"train_losses": [], "validation": [], "best_step": None, "best_validation": None}
     out = None if out_dir is None else Path(out_dir)
@@ -245,7 +246,7 @@ def train(meta_params: Params, loss_fn: EpisodeLoss, sample_fn: Callable[[int], 
                                     "data") from failure
         for n, g in grads.items():
             meta_params[n].grad = g
-        norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm or math.inf)
+        norm = clip_grad_norm(trainable, cfg.max_grad_norm or math.inf)
         if not torch.isfinite(norm):
             raise MetaLearningError(f"step {step} of {cfg.steps}: the meta-gradient norm is {norm.item()}; "
                                     "nothing of this step was applied or saved")
