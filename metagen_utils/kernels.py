@@ -65,7 +65,7 @@ def kernel_mismatch(capability: str, pinned: str) -> str | None:
 
 # Square roots. torch's element-wise sqrt on the CPU goes through MKL's vector math, which rounds the
 # last bit by the processor it runs on, whatever MKL_CBWR says: on an AMD EPYC and on an emulated Intel
-# Haswell it disagreed for about one float in seven. Adam divides by a square root at every step, and
+# Haswell it disagreed for about one float32 in nine. Adam divides by a square root at every step, and
 # torch's gradient clipping and torch.cdist take one, so one seed trained other weights on an AMD machine
 # than on an Intel one, and notebooks 03–05 moved. The processor's own square-root instruction is exact
 # (IEEE 754 rounds it correctly) and so the same everywhere; torch uses it for reciprocal square roots,
