@@ -151,7 +151,9 @@ def load_trained(args: argparse.Namespace) -> tuple[Checkpoint, dict, MetaModel,
     chosen = run.get("held_out", {})     # the training run's held-out classes (runs before the option: none)
     images = hold_out(load(data, run["image_size"], progress=True), chosen.get("validation"),
                       chosen.get("evaluation"), seed=run["seed"])
-    model = MODELS[run["model"]](run, images.image_shape, device)
+    # notebook 05's model draws z near the support's latents, measured on the background classes
+    options = {"prior_from": images.split("background")} if run["model"] == "set_vae" else {}
+    model = MODELS[run["model"]](run, images.image_shape, device, **options)
     restore(checkpoint, model.meta_params, rng=False)   # raises, naming the file, on a model mismatch
     return checkpoint, run, model, images.split("evaluation")
 

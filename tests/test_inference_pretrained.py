@@ -82,7 +82,7 @@ def test_notebook_05_shows_the_committed_hybrid_s_numbers_as_its_run_recorded_th
     committed = json.loads((pretrained.REPO / "notebooks" / "metrics.json").read_text())["05_class_inference"]
     weights = pretrained.load()
     for k in (1, 5):
-        for measure in ("fidelity", "diversity", "nll"):
+        for measure in ("fidelity", "diversity", "nll", "centred_fidelity", "centred_diversity"):
             assert committed["metrics"][f"k{k}_full_hybrid_{measure}"] == pytest.approx(
                 weights.metrics[f"k{k}_hybrid_{measure}"], abs=1e-6), (k, measure)
 
@@ -128,3 +128,14 @@ def test_the_committed_full_hybrid_still_scores_what_its_run_recorded(two_thread
                     hybrid[x], scores[k][name][x])
         for key, value in again.items():
             assert value == pytest.approx(recorded[f"k{k}_hybrid_{key}"], rel=1e-6, abs=1e-6), (k, key)
+    # notebook 05's section 7: z drawn near the support, by a prior measured on the background classes
+    model, hybrid = full.model(), full.ways["hybrid"]
+    priors = {"hybrid": {k: sv.fit_latent_prior(model, hybrid, "hybrid", images.split("background"), k,
+                                                s["test_steps"], seed=s["seed"]) for k in (1, 5)}}
+    near = scoring.score_methods({"hybrid": (model, "hybrid", hybrid)}, s["test_steps"], tasks, priors=priors)
+    for k in (1, 5):
+        for tau, one in {1.0: near[k]["hybrid"], **near[k]["hybrid"]["temperatures"]}.items():
+            tag = "" if tau == 1.0 else f"tau{tau}_"
+            for x in ("fidelity", "diversity"):
+                assert one[x].mean() == pytest.approx(recorded[f"k{k}_hybrid_centred_{tag}{x}"], rel=1e-6,
+                                                      abs=1e-6), (k, tag, x)

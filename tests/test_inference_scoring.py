@@ -112,3 +112,21 @@ def test_refitting_the_gaussian_retrains_only_its_vae_on_the_given_classes(glyph
     old_model, gaussian = scoring.REFERENCES
     np.testing.assert_array_equal(after[old_model]["nll"], before[old_model]["nll"])
     assert not np.array_equal(after[gaussian]["nll"], before[gaussian]["nll"])
+
+
+def test_a_way_with_a_prior_changes_only_its_samples_and_priors_must_match_the_ways(glyph_set):
+    ways, evaluation = untrained(), references(glyph_set)
+    background = glyph_set.split("background")
+    model, _, params = ways["hybrid"]
+    fitted = {k: sv.fit_latent_prior(model, params, "hybrid", background, k, 1, classes=20) for k in (1, 5)}
+    plain = scoring.score_methods(ways, 1, evaluation)
+    near = scoring.score_methods(ways, 1, evaluation, priors={"hybrid": fitted})
+    for k in (1, 5):
+        np.testing.assert_array_equal(near[k]["hybrid"]["nll"], plain[k]["hybrid"]["nll"])   # no sampling
+        assert not np.array_equal(near[k]["hybrid"]["samples"], plain[k]["hybrid"]["samples"])
+        for way in ("gradient", "amortised"):                                           # no prior: as before
+            np.testing.assert_array_equal(near[k][way]["samples"], plain[k][way]["samples"])
+    with pytest.raises(ConfigError, match=r"priors: \['hybird'\] are not among the ways"):
+        scoring.score_methods(ways, 1, evaluation, priors={"hybird": fitted})
+    with pytest.raises(ConfigError, match=r"priors: \['hybrid'\] lack a LatentPrior for some K of \[1, 5\]"):
+        scoring.score_methods(ways, 1, evaluation, priors={"hybrid": {1: fitted[1]}})

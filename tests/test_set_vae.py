@@ -1,8 +1,10 @@
 """The class-code VAE of notebook 05 and its three ways to find c: gradient, amortised, hybrid."""
 from __future__ import annotations
 
+import dataclasses
 import doctest
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +183,63 @@ def test_a_number_for_beta_holds_the_kl_weight_and_a_copy_trains_on_its_own(glyp
                              progress=False))
     assert runs[0] == runs[1]
     assert all(torch.equal(start[n], small_model()[1][n]) for n in start)   # the start is left as it was
+
+
+def test_the_latent_prior_is_bayes_rule_for_a_gaussian_centre():
+    # One dimension, B = 3 and W = 2: the centre's posterior after K observations with mean x̄ has mean
+    # B / (B + W / K) · x̄ and variance B − B² / (B + W / K); a new z adds W.
+    prior = sv.LatentPrior(between=torch.tensor([[3.0]], dtype=torch.float64),
+                           within=torch.tensor([[2.0]], dtype=torch.float64))
+    means = torch.tensor([[[1.0], [2.0], [4.0]]])                  # [T = 1, K = 3, L = 1]
+    centre, scale = prior.given(means)
+    gain = 3 / (3 + 2 / 3)
+    assert centre.item() == pytest.approx(gain * 7 / 3, rel=1e-6)
+    assert (scale @ scale.T).item() == pytest.approx(3 - gain * 3 + 2, rel=1e-6)
+    assert centre.dtype == scale.dtype == torch.float32
+
+
+def test_the_more_support_images_the_closer_the_centre_to_their_mean():
+    b = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
+    prior = sv.LatentPrior(between=b, within=4 * torch.eye(2, dtype=torch.float64))
+    gaps = []
+    for k in (1, 5, 50, 5000):
+        means = torch.tensor([2.0, -1.0]).expand(1, k, 2)
+        centre, scale = prior.given(means)
+        gaps.append((centre[0] - torch.tensor([2.0, -1.0])).norm().item())
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 0.01 and gaps[0] > 1
+
+
+def test_a_prior_moves_only_where_z_is_drawn_from_the_same_noise():
+    model, params = small_model()
+    codes, support = torch.randn(2, 6), images(6).view(2, 3, 1, 28, 28)
+    prior = sv.LatentPrior(between=torch.eye(4, dtype=torch.float64), within=torch.eye(4, dtype=torch.float64))
+    near = sv.sample(model, params, codes, 5, torch.Generator().manual_seed(0), prior=prior, support=support)
+    centre, scale = prior.given(sv.call(model, {**params, "context": codes}, "encode", support).detach())
+    noise = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(0))
+    by_hand = sv.call(model, {**params, "context": codes}, "decode", centre[:, None] + noise @ scale.T)
+    torch.testing.assert_close(near, by_hand.detach())
+    at_centre = sv.sample(model, params, codes, 1, torch.Generator(), temperature=0.0, prior=prior, support=support)
+    torch.testing.assert_close(at_centre[:, 0], sv.call(model, {**params, "context": codes}, "decode",
+                                                         centre[:, None])[:, 0].detach())
+    with pytest.raises(ConfigError, match=r"a prior needs the support of each of the 2 tasks"):
+        sv.sample(model, params, codes, 5, torch.Generator(), prior=prior)
+
+
+def test_the_fitted_prior_is_symmetric_positive_and_one_seed_gives_one_fit(glyph_set):
+    model, params = small_model()
+    background = glyph_set.split("background")
+    fits = [sv.fit_latent_prior(model, params, "hybrid", background, 5, 1, classes=30, seed=3) for _ in range(2)]
+    for matrix in (fits[0].between, fits[0].within):
+        assert matrix.shape == (4, 4) and matrix.dtype == torch.float64
+        torch.testing.assert_close(matrix, matrix.T)
+        assert torch.linalg.eigvalsh(matrix).min() > 0
+    assert torch.equal(fits[0].between, fits[1].between) and torch.equal(fits[0].within, fits[1].within)
+
+
+def test_a_prior_needs_two_classes_with_two_images_and_says_what_it_found(glyph_set):
+    model, params = small_model()
+    one_each = glyph_set.select_classes([0, 1])
+    keep = np.concatenate([np.flatnonzero(one_each.labels == c)[:1] for c in (0, 1)])
+    tiny = dataclasses.replace(one_each, images=one_each.images[keep], labels=one_each.labels[keep], files=())
+    with pytest.raises(DataError, match=r"has 2 classes with at least 1 images each; it needs 2 classes or more"):
+        sv.fit_latent_prior(model, params, "hybrid", tiny, 1, 1)

@@ -26,9 +26,12 @@ from ..training.loop import MetaModel, TrainConfig, TrainResult
 
 
 def set_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
-            pretrain_on: ImageSet | None = None) -> MetaModel:
+            pretrain_on: ImageSet | None = None, prior_from: ImageSet | None = None) -> MetaModel:
     """The :class:`metagen_utils.training.loop.MetaModel` of notebook 05's class-code VAE, finding c by
-    ``run["model_config"]["method"]``; its ``train_fn`` trains it as notebook 05 does."""
+    ``run["model_config"]["method"]``; its ``train_fn`` trains it as notebook 05 does. With ``prior_from``
+    (background classes), ``generate_fn`` draws z near the support's latents, as notebook 05's section 7
+    does (:func:`metagen_utils.inference.set_vae.fit_latent_prior` on those classes); without it,
+    z ~ N(0, I)."""
     if tuple(image_shape) != sv.IMAGE_SHAPE:
         raise ConfigError(f"model 'set_vae' draws 1×28×28 gray images; the data has images of shape "
                           f"{tuple(image_shape)} (load it at image size 28, gray)")
@@ -60,7 +63,10 @@ def set_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
         return {"nelbo": nelbo.mean(1).cpu(), "nll": nll.mean(1).cpu()}
 
     def generate(meta: Mapping[str, Tensor], support: Tensor) -> Tensor:
-        return sv.sample(module, dict(meta), codes(meta, support[None]), len(support), generator(1))[0].cpu()
+        prior = None if prior_from is None else sv.fit_latent_prior(
+            module, dict(meta), method, prior_from, len(support), test_steps, seed=run["seed"])
+        return sv.sample(module, dict(meta), codes(meta, support[None]), len(support), generator(1), prior=prior,
+                         support=support[None].to(device))[0].cpu()
 
     def validate(meta: Mapping[str, Tensor], episode: Episode) -> float:
         return evaluate(meta, episode)["nelbo"].mean().item()

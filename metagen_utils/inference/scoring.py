@@ -25,7 +25,7 @@ from ..generation.evaluation import (_class_tasks, _fidelity_and_diversity, _qua
 from ..generation.pretrained import TrainedWeights
 from ..meta.maml import Params
 from ..profiles import META_VAE_MODEL
-from .set_vae import ClassVAE, call, contexts, query_scores, sample
+from .set_vae import ClassVAE, LatentPrior, call, contexts, query_scores, sample
 
 REFERENCES = ("04's model (full profile)", "support-fitted Gaussian")
 # Where a way's fidelity goes: its own samples, its decoder redrawing the support under its code, and its
@@ -117,13 +117,15 @@ def score_references(classifier: nn.Module, images: ImageSet, reference: Trained
                       tuple(temperatures), seed, scores)
 
 
-def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation,
-                  breakdown: Sequence[str] = ()) -> dict[int, dict[str, dict]]:
+def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation, breakdown: Sequence[str] = (),
+                  priors: Mapping[str, Mapping[int, LatentPrior]] | None = None) -> dict[int, dict[str, dict]]:
     """Each generator of ``ways`` (``{name: (class-code VAE, method, its meta-parameters)}``, methods of
     :data:`metagen_utils.inference.set_vae.METHODS`) on ``evaluation``'s class-tasks, with the same random
     numbers as its references, so that every difference is paired; ``steps`` inner steps refine c (the
     gradient and hybrid methods). For each way named in ``breakdown``, where its fidelity goes
-    (:func:`fidelity_breakdown`). Each class-code VAE runs on its parameters' device, the scores on the CPU.
+    (:func:`fidelity_breakdown`). ``priors``: ``{name: {K: LatentPrior}}`` for the ways that draw z near
+    their support's latents (:func:`metagen_utils.inference.set_vae.sample`); the others draw z ~ N(0, I).
+    Each class-code VAE runs on its parameters' device, the scores on the CPU.
 
     Returns ``{K: {name: scores}}`` for ``ways``, then ``evaluation``'s references, in
     :func:`score_references`'s format, plus ``"breakdown": {row: {"fidelity", "diversity": [T] arrays}}``
@@ -131,7 +133,11 @@ def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation,
     """
     if unknown := sorted(set(breakdown) - set(ways)):
         raise ConfigError(f"breakdown={list(breakdown)!r}: {unknown} are not among the ways {list(ways)}")
-    e = evaluation
+    e, priors = evaluation, priors or {}
+    if unknown := sorted(set(priors) - set(ways)):
+        raise ConfigError(f"priors: {unknown} are not among the ways {list(ways)}")
+    if lacking := sorted(name for name, by_k in priors.items() if set(e.scores) - set(by_k)):
+        raise ConfigError(f"priors: {lacking} lack a LatentPrior for some K of {sorted(e.scores)}")
     results: dict[int, dict[str, dict]] = {}
     held_out: dict[str, Tensor] = {}     # each way's c from the query images (breakdown)
     for k, references in e.scores.items():
@@ -142,8 +148,12 @@ def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation,
             codes = contexts(model, params, method, support.to(device), steps, rng(0))
             nelbo, nll = query_scores(model, params, codes, e.query[:, :e.nll_images].to(device), e.is_samples,
                                       rng(2))
-            def draw(tau: float, codes: Tensor = codes, model: ClassVAE = model, params: Params = params) -> Tensor:
-                return sample(model, params, codes, e.n_samples, rng(1), temperature=tau).cpu()
+            prior = priors.get(name, {}).get(k)
+
+            def draw(tau: float, codes: Tensor = codes, model: ClassVAE = model, params: Params = params,
+                     prior: LatentPrior | None = prior, support: Tensor = support.to(device)) -> Tensor:
+                return sample(model, params, codes, e.n_samples, rng(1), temperature=tau, prior=prior,
+                              support=support).cpu()
             results[k][name] = {**_quality(draw(1.0), e.query_feats, e.classifier, e.n_way),
                                 "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy(),
                                 "temperatures": cooler_scores(draw, e.temperatures, e.query_feats, e.classifier,
@@ -168,8 +178,8 @@ def fidelity_breakdown(model: ClassVAE, params: Params, codes: Tensor, support: 
     * ``"support, encoded and decoded"`` — z = the means of q(z | x, c) of the support images, decoded
       under c: how well the decoder draws this class with this code (compare the real support's fidelity);
     * ``"code from held-out images"`` — ``from_held_out`` ``[T, G, 1, 28, 28]``: samples from the same
-      noise as ``own``'s, under the code the same way finds from the class's held-out images: what a
-      better code would be worth. Those images are fidelity's prototypes: a measurement, not a method.
+      noise as ``own``'s (and the same support), under the code the same way finds from the class's
+      held-out images: what a better code would be worth. Those images are fidelity's prototypes: a measurement, not a method.
 
     Returns ``{row: {"fidelity", "diversity": [T] arrays}}`` (diversity NaN for one image per task).
     """

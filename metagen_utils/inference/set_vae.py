@@ -14,6 +14,9 @@ The three ways (:data:`METHODS`), each meta-trained end to end by :func:`train`:
 * ``"hybrid"`` — c starts at h_ω(support) and takes the gradient steps (LEO's recipe).
 
 The inner steps use learned rates, one per dimension of c (Meta-SGD), stored as ``inner_lr.context``.
+New images are drawn with z near the support's own latents rather than from N(0, I): :func:`fit_latent_prior`
+measures, on background classes, how a class's latents spread around their centre and how the centres
+spread, and :class:`LatentPrior` turns K support images into a Gaussian for a new image's z.
 Randomness is an input, as in :mod:`metagen_utils.generation.vae`: ``model(images, noise)`` is a pure
 function of its tensors. Tasks run batched rather than vmapped: only c differs between tasks, so one
 forward pass serves them all.
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -173,9 +178,13 @@ class ClassVAE(nn.Module):
 
     def encode(self, images: Tensor) -> Tensor:
         """images ``[(T,) n, 1, 28, 28]`` → the means μ of q(z | x, c), ``[(T,) n, latent_dim]``."""
+        return self.posterior(images)[..., :self.latent_dim]
+
+    def posterior(self, images: Tensor) -> Tensor:
+        """images ``[(T,) n, 1, 28, 28]`` → (μ, log σ²) of q(z | x, c), concatenated:
+        ``[(T,) n, 2 · latent_dim]``."""
         lead = images.shape[:-3]
-        mu = self.encoder(images.reshape(-1, *IMAGE_SHAPE), self._codes(lead))[:, :self.latent_dim]
-        return mu.reshape(*lead, self.latent_dim)
+        return self.encoder(images.reshape(-1, *IMAGE_SHAPE), self._codes(lead)).reshape(*lead, -1)
 
     def features(self, images: Tensor) -> Tensor:
         """images ``[(T,) n, 1, 28, 28]`` → the encoder's trunk features ``[(T,) n, F]``. They do not depend
@@ -279,15 +288,83 @@ def contexts(model: ClassVAE, params: Params, method: str, support: Tensor, step
     return codes
 
 
+@dataclass(frozen=True)
+class LatentPrior:
+    """Where a class's latents z lie under its code c, as two Gaussians: the class's centre
+    m ~ N(0, B), and each image's z ~ N(m, W). ``between`` B and ``within`` W are ``[L, L]`` (float64),
+    measured on background classes by :func:`fit_latent_prior`.
+
+    Given the means μ₁ … μ_K of q(z | x_i, c) of K support images, Bayes' rule for Gaussians gives
+    the centre's posterior, and a new image's z:
+
+        G = B (B + W / K)⁻¹        how far to trust the support's mean (more, the larger K)
+        m̂ = G · mean_i μ_i          the class's centre, pulled towards 0 when K is small
+        z ~ N(m̂, B − G B + W)       the centre's remaining doubt plus one image's own spread
+    """
+
+    between: Tensor
+    within: Tensor
+
+    def given(self, means: Tensor) -> tuple[Tensor, Tensor]:
+        """The support's latent means ``[T, K, L]`` → (m̂ ``[T, L]``, S ``[L, L]``) with S Sᵀ the spread of
+        a new image's z. Computed in float64 and returned in the means' dtype: the same numbers on any
+        processor (a 16 × 16 Cholesky factor in float32 could differ in its last bit)."""
+        k, b, w = means.shape[-2], self.between, self.within
+        gain = torch.linalg.solve(b + w / k, b).T          # B (B + W/K)⁻¹: B and W are symmetric
+        centre = means.double().mean(-2) @ gain.T
+        scale = torch.linalg.cholesky(b - gain @ b + w)
+        return centre.to(means.dtype), scale.to(means.dtype)
+
+
+def fit_latent_prior(model: ClassVAE, params: Params, method: str, images: ImageSet, k_shot: int, steps: int,
+                     classes: int = 400, per_class: int = 15, seed: int = 0) -> LatentPrior:
+    """Measure :class:`LatentPrior` on ``images`` (background classes): for up to ``classes`` classes, c by
+    ``method`` from the class's first ``k_shot`` images (``steps`` inner steps, as at test time), then the
+    posterior means and variances of its first ``per_class`` images under that c. W: the spread of the
+    means around their class's mean, plus the posteriors' mean variance; B: the spread of the class means.
+    Every class needs ``per_class`` images, or as many as the smallest has (at least 2)."""
+    counts = images.class_counts()
+    per_class = min(per_class, int(counts.min()))
+    if per_class < 2 or images.num_classes < 2 or k_shot > per_class:
+        raise DataError(f"fit_latent_prior: {images.name} has {images.num_classes} classes with at least "
+                        f"{int(counts.min())} images each; it needs 2 classes or more with at least 2 images and "
+                        f"k_shot={k_shot} images each")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(images.num_classes, generator=generator)[:classes].tolist()
+    order = np.argsort(images.labels, kind="stable")                  # each class's images, in file order
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    picked = np.stack([order[starts[c]:starts[c] + per_class] for c in chosen])
+    device = params["context"].device
+    batch = torch.from_numpy(images.images[picked]).to(device)          # [C, n, 1, 28, 28]
+    codes = contexts(model, params, method, batch[:, :k_shot], steps, generator)
+    with torch.no_grad():
+        mu, logvar = call(model, {**params, "context": codes}, "posterior", batch).double().cpu().chunk(2, -1)
+    centres = mu.mean(1)                                                # [C, L]
+    spread = (mu - centres[:, None]).flatten(0, 1)
+    within = spread.T @ spread / (len(spread) - len(centres)) + torch.diag(logvar.exp().mean((0, 1)))
+    middle = centres - centres.mean(0)
+    return LatentPrior(between=middle.T @ middle / (len(centres) - 1), within=within)
+
+
 def sample(model: ClassVAE, params: Params, codes: Tensor, n_samples: int, generator: torch.Generator,
-           temperature: float = 1.0) -> Tensor:
-    """``n_samples`` images per task, z = τ ε decoded under each task's c (codes ``[T, context_dim]``):
-    ``[T, n_samples, 1, 28, 28]``."""
+           temperature: float = 1.0, prior: LatentPrior | None = None, support: Tensor | None = None) -> Tensor:
+    """``n_samples`` images per task under each task's c (codes ``[T, context_dim]``):
+    ``[T, n_samples, 1, 28, 28]``. Without ``prior``, z = τ ε, ε ~ N(0, I). With a :class:`LatentPrior` and
+    the tasks' ``support`` ``[T, K, 1, 28, 28]``, z = m + τ S ε: the Gaussian N(m, S Sᵀ) that ``prior``
+    gives from the support's latents (:meth:`LatentPrior.given`). The same ε either way."""
     if not temperature >= 0:
         raise ConfigError(f"sample: temperature={temperature!r}; expected a number ≥ 0")
     noise = temperature * torch.randn(len(codes), n_samples, model.latent_dim, generator=generator)
+    noise = noise.to(codes.device)
     with torch.no_grad():
-        return call(model, {**params, "context": codes}, "decode", noise.to(codes.device))
+        coded = {**params, "context": codes}
+        if prior is not None:
+            if support is None or support.shape[0] != len(codes):
+                raise ConfigError(f"sample: a prior needs the support of each of the {len(codes)} tasks "
+                                  f"[T, K, 1, 28, 28]; found {None if support is None else tuple(support.shape)}")
+            centre, scale = prior.given(call(model, coded, "encode", support))
+            noise = centre[:, None] + noise @ scale.T
+        return call(model, coded, "decode", noise)
 
 
 def query_scores(model: ClassVAE, params: Params, codes: Tensor, query: Tensor, samples: int,
