@@ -279,3 +279,22 @@ def test_held_out_options_choose_the_classes_and_evaluate_reuses_them(tmp_path, 
     assert main(["evaluate", "--out", str(out), "--device", "cpu"]) == 0
     with pytest.raises(SystemExit):
         main(["train", "--out", str(out), "--validation", ","])
+
+
+def test_set_vae_draws_its_samples_as_notebook_05_s_section_7_does(glyph_set):
+    from metagen_utils.inference import set_vae as sv
+    from metagen_utils.inference.command import set_vae
+
+    run, background = {**TINY_SET_VAE, "seed": 0}, glyph_set.split("background").select_classes(list(range(20)))
+    model = set_vae(run, (1, 28, 28), "cpu", prior_from=background)
+    support = torch.from_numpy(glyph_set.split("evaluation").images[:3])      # one class's first images
+    drawn = model.generate_fn(model.meta_params, support)
+    s, net = run["model_config"], sv.ClassVAE(4, 6, 4, 8)
+    prior = sv.fit_latent_prior(net, model.meta_params, "hybrid", background, 3, s["test_steps"], seed=0)
+    codes = sv.contexts(net, model.meta_params, "hybrid", support[None], s["test_steps"],
+                        torch.Generator().manual_seed(0))
+    want = sv.sample(net, model.meta_params, codes, 3, torch.Generator().manual_seed(1), prior=prior,
+                     support=support[None])[0]
+    torch.testing.assert_close(drawn, want, rtol=0, atol=0)
+    plain = set_vae(run, (1, 28, 28), "cpu").generate_fn(model.meta_params, support)   # z ~ N(0, I)
+    assert drawn.shape == plain.shape == (3, 1, 28, 28) and not torch.equal(drawn, plain)

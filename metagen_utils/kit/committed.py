@@ -33,7 +33,9 @@ HEADLINE = {
                            "k1_full_weights_fidelity", "k5_full_weights_fidelity"],
     "05_class_inference": ["k1_gradient_fidelity", "k5_gradient_fidelity", "k1_amortised_fidelity",
                            "k5_amortised_fidelity", "k1_hybrid_fidelity", "k5_hybrid_fidelity",
-                           "k1_full_hybrid_fidelity", "k5_full_hybrid_fidelity"],
+                           "k1_full_hybrid_fidelity", "k5_full_hybrid_fidelity", "k1_hybrid_centred_fidelity",
+                           "k5_hybrid_centred_fidelity", "k1_full_hybrid_centred_fidelity",
+                           "k5_full_hybrid_centred_fidelity"],
 }
 # README's one figure per notebook, copied from each regenerated run's figures.
 README_FIGURES = ("01_task", "02_completions", "03_psnr_vs_k", "04_samples", "05_scores")
