@@ -309,7 +309,7 @@ class LatentPrior:
         """The support's latent means ``[T, K, L]`` → (m̂ ``[T, L]``, S ``[L, L]``) with S Sᵀ the spread of
         a new image's z. Computed in float64 and returned in the means' dtype: the same numbers on any
         processor (a 16 × 16 Cholesky factor in float32 could differ in its last bit)."""
-        k, b, w = means.shape[-2], self.between, self.within
+        k, b, w = means.shape[-2], self.between.to(means.device), self.within.to(means.device)
         gain = torch.linalg.solve(b + w / k, b).T          # B (B + W/K)⁻¹: B and W are symmetric
         centre = means.double().mean(-2) @ gain.T
         scale = torch.linalg.cholesky(b - gain @ b + w)
