@@ -126,6 +126,10 @@ def test_a_way_with_a_prior_changes_only_its_samples_and_priors_must_match_the_w
         assert not np.array_equal(near[k]["hybrid"]["samples"], plain[k]["hybrid"]["samples"])
         for way in ("gradient", "amortised"):                                           # no prior: as before
             np.testing.assert_array_equal(near[k][way]["samples"], plain[k][way]["samples"])
+    quick = scoring.score_methods(ways, 1, evaluation, priors={"hybrid": fitted}, likelihood=False)
+    for k in (1, 5):   # without the likelihood scores, the same samples and fidelity
+        assert np.isnan(quick[k]["hybrid"]["nll"]).all() and np.isnan(quick[k]["hybrid"]["nelbo"]).all()
+        np.testing.assert_array_equal(quick[k]["hybrid"]["fidelity"], near[k]["hybrid"]["fidelity"])
     with pytest.raises(ConfigError, match=r"priors: \['hybird'\] are not among the ways"):
         scoring.score_methods(ways, 1, evaluation, priors={"hybird": fitted})
     with pytest.raises(ConfigError, match=r"priors: \['hybrid'\] lack a LatentPrior for some K of \[1, 5\]"):

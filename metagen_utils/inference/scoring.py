@@ -118,13 +118,16 @@ def score_references(classifier: nn.Module, images: ImageSet, reference: Trained
 
 
 def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation, breakdown: Sequence[str] = (),
-                  priors: Mapping[str, Mapping[int, LatentPrior]] | None = None) -> dict[int, dict[str, dict]]:
+                  priors: Mapping[str, Mapping[int, LatentPrior]] | None = None,
+                  likelihood: bool = True) -> dict[int, dict[str, dict]]:
     """Each generator of ``ways`` (``{name: (class-code VAE, method, its meta-parameters)}``, methods of
     :data:`metagen_utils.inference.set_vae.METHODS`) on ``evaluation``'s class-tasks, with the same random
     numbers as its references, so that every difference is paired; ``steps`` inner steps refine c (the
     gradient and hybrid methods). For each way named in ``breakdown``, where its fidelity goes
     (:func:`fidelity_breakdown`). ``priors``: ``{name: {K: LatentPrior}}`` for the ways that draw z near
     their support's latents (:func:`metagen_utils.inference.set_vae.sample`); the others draw z ~ N(0, I).
+    ``likelihood=False`` skips the −ELBO and IS-NLL (NaN instead): they score the held-out images under
+    the code and draw no samples, so a second scoring with other ``priors`` would only repeat them.
     Each class-code VAE runs on its parameters' device, the scores on the CPU.
 
     Returns ``{K: {name: scores}}`` for ``ways``, then ``evaluation``'s references, in
@@ -146,8 +149,11 @@ def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation, b
         for name, (model, method, params) in ways.items():
             device = params["context"].device      # the class-code VAE's; the scores stay on the CPU
             codes = contexts(model, params, method, support.to(device), steps, rng(0))
-            nelbo, nll = query_scores(model, params, codes, e.query[:, :e.nll_images].to(device), e.is_samples,
-                                      rng(2))
+            if likelihood:
+                nelbo, nll = (x.mean(1).cpu().numpy() for x in query_scores(
+                    model, params, codes, e.query[:, :e.nll_images].to(device), e.is_samples, rng(2)))
+            else:
+                nelbo = nll = torch.full((len(codes),), math.nan).numpy()
             prior = priors.get(name, {}).get(k)
 
             def draw(tau: float, codes: Tensor = codes, model: ClassVAE = model, params: Params = params,
@@ -155,7 +161,7 @@ def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation, b
                 return sample(model, params, codes, e.n_samples, rng(1), temperature=tau, prior=prior,
                               support=support).cpu()
             results[k][name] = {**_quality(draw(1.0), e.query_feats, e.classifier, e.n_way),
-                                "nelbo": nelbo.mean(1).cpu().numpy(), "nll": nll.mean(1).cpu().numpy(),
+                                "nelbo": nelbo, "nll": nll,
                                 "temperatures": cooler_scores(draw, e.temperatures, e.query_feats, e.classifier,
                                                               e.n_way)}
             if name in breakdown:
