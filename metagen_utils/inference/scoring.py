@@ -185,7 +185,8 @@ def fidelity_breakdown(model: ClassVAE, params: Params, codes: Tensor, support: 
       under c: how well the decoder draws this class with this code (compare the real support's fidelity);
     * ``"code from held-out images"`` — ``from_held_out`` ``[T, G, 1, 28, 28]``: samples from the same
       noise as ``own``'s (and the same support), under the code the same way finds from the class's
-      held-out images: what a better code would be worth. Those images are fidelity's prototypes: a measurement, not a method.
+      held-out images: what a better code would be worth. Those images are fidelity's prototypes:
+      a measurement, not a method.
 
     Returns ``{row: {"fidelity", "diversity": [T] arrays}}`` (diversity NaN for one image per task).
     """
