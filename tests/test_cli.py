@@ -298,3 +298,24 @@ def test_set_vae_draws_its_samples_as_notebook_05_s_section_7_does(glyph_set):
     torch.testing.assert_close(drawn, want, rtol=0, atol=0)
     plain = set_vae(run, (1, 28, 28), "cpu").generate_fn(model.meta_params, support)   # z ~ N(0, I)
     assert drawn.shape == plain.shape == (3, 1, 28, 28) and not torch.equal(drawn, plain)
+
+
+def test_set_vae_fits_its_prior_once_per_k_until_the_weights_change(glyph_set, monkeypatch):
+    from metagen_utils.inference import set_vae as sv
+    from metagen_utils.inference.command import set_vae
+
+    fits = []
+    fit = sv.fit_latent_prior
+    monkeypatch.setattr(sv, "fit_latent_prior", lambda *a, **kw: fits.append(a[4]) or fit(*a, **kw))
+    run, background = {**TINY_SET_VAE, "seed": 0}, glyph_set.split("background").select_classes(list(range(20)))
+    model = set_vae(run, (1, 28, 28), "cpu", prior_from=background)
+    images = torch.from_numpy(glyph_set.split("evaluation").images[:6])
+    first = model.generate_fn(model.meta_params, images[:3])
+    again = model.generate_fn(model.meta_params, images[3:6])          # another class, the same K
+    assert fits == [3] and not torch.equal(first, again)
+    model.generate_fn(model.meta_params, images[:2])                   # another K
+    assert fits == [3, 2]
+    with torch.no_grad():
+        model.meta_params["decoder.out.bias"].add_(0.5)                # the weights change in place
+    changed = model.generate_fn(model.meta_params, images[:2])
+    assert fits == [3, 2, 2] and changed.shape == (2, 1, 28, 28)

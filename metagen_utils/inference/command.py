@@ -62,9 +62,22 @@ def set_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
                                      s["is_samples"], generator(2))
         return {"nelbo": nelbo.mean(1).cpu(), "nll": nll.mean(1).cpu()}
 
+    fitted: dict[tuple, sv.LatentPrior] = {}
+
+    def prior_for(meta: Mapping[str, Tensor], k_shot: int) -> sv.LatentPrior | None:
+        # `sample` calls generate once per class: fit once per K and set of weights. A tensor changed in
+        # place (training, loading) has a new version, so a fit for older weights is never reused.
+        if prior_from is None:
+            return None
+        key = (k_shot, *((id(t), t._version) for t in meta.values()))
+        if key not in fitted:
+            fitted.clear()
+            fitted[key] = sv.fit_latent_prior(module, dict(meta), method, prior_from, k_shot, test_steps,
+                                              seed=run["seed"])
+        return fitted[key]
+
     def generate(meta: Mapping[str, Tensor], support: Tensor) -> Tensor:
-        prior = None if prior_from is None else sv.fit_latent_prior(
-            module, dict(meta), method, prior_from, len(support), test_steps, seed=run["seed"])
+        prior = prior_for(meta, len(support))
         return sv.sample(module, dict(meta), codes(meta, support[None]), len(support), generator(1), prior=prior,
                          support=support[None].to(device))[0].cpu()
 

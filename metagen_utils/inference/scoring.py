@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -55,6 +56,12 @@ class Evaluation:
     temperatures: tuple[float, ...]
     seed: int
     scores: dict[int, dict[str, dict]]
+
+
+def _not_scored(tasks: int) -> np.ndarray:
+    """NaN for each of ``tasks`` tasks ``[T]``: a score that does not apply (the real support's IS-NLL)
+    or was skipped (``score_methods(likelihood=False)``)."""
+    return np.full(tasks, math.nan, dtype=np.float32)
 
 
 def refit_gaussian(reference: TrainedWeights, images: ImageSet, seed: int = 0,
@@ -110,7 +117,7 @@ def score_references(classifier: nn.Module, images: ImageSet, reference: Trained
         if breakdown:
             add_breakdown(scores[k][REFERENCES[0]], old, reference.meta, adapted, support, query, query_feats,
                           classifier, n_way, rng(1))
-        nothing = torch.full((len(support),), math.nan).numpy()
+        nothing = _not_scored(len(support))
         scores[k]["real support"] = {**_quality(support, query_feats, classifier, n_way), "nelbo": nothing,
                                      "nll": nothing, "temperatures": {}}
     return Evaluation(supports, query, query_feats, classifier, n_way, n_samples, nll_images, is_samples,
@@ -153,7 +160,7 @@ def score_methods(ways: Mapping[str, Way], steps: int, evaluation: Evaluation, b
                 nelbo, nll = (x.mean(1).cpu().numpy() for x in query_scores(
                     model, params, codes, e.query[:, :e.nll_images].to(device), e.is_samples, rng(2)))
             else:
-                nelbo = nll = torch.full((len(codes),), math.nan).numpy()
+                nelbo = nll = _not_scored(len(codes))
             prior = priors.get(name, {}).get(k)
 
             def draw(tau: float, codes: Tensor = codes, model: ClassVAE = model, params: Params = params,
