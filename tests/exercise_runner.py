@@ -89,13 +89,22 @@ def names_used(*sources: str) -> set[str]:
     """
     free: set[str] = set()
     bound: set[str] = set()
+
+    def scan(statements: list[ast.stmt]) -> None:
+        for statement in statements:
+            if isinstance(statement, (ast.For, ast.AsyncFor)):
+                # the loop variable is bound before the body reads it: `for k in …: f(k)` needs no k
+                free.update(_global_reads(ast.unparse(statement.iter)) - bound)
+                bound.update(node.id for node in ast.walk(statement.target) if isinstance(node, ast.Name))
+                scan(statement.body + statement.orelse)
+                continue
+            free.update(_global_reads(ast.unparse(statement)) - bound)
+            bound.update(names_defined(ast.unparse(statement)) or set())
+
     for source in sources:
         tree = _parse(source)
-        if tree is None:
-            continue
-        for statement in tree.body:
-            free |= _global_reads(ast.unparse(statement)) - bound
-            bound |= names_defined(ast.unparse(statement)) or set()
+        if tree is not None:
+            scan(tree.body)
     return free
 
 

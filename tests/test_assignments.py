@@ -101,6 +101,8 @@ def test_names_used_are_the_inputs_a_cell_reads_before_binding_them():
     assert names_used("small = f(x)\nassert small.shape == s") == {"f", "x", "s"}
     assert names_used("def g(a):\n    b = a + c\n    return [b for _ in d]\ny = g(1) + z") == {"c", "d", "z"}
     assert names_used("x = x + 1") == {"x"}
+    assert names_used("for k, (a, b) in pairs:\n    for j in k:\n        t = a + j\nprint(t, b)") == {"pairs", "print"}
+    assert names_used("for x in f(x):\n    pass") == {"f", "x"}, "the loop's iterable is read before x is bound"
     assert names_defined("import numpy as np\nfrom a.b import c\nfig.x = 1\nfor i in r: pass") == \
         {"np", "c", "fig", "i"}
     assert names_defined("%time y = w") is None, "code inside a magic is not analysed: such a cell is kept"

@@ -49,7 +49,7 @@ def test_the_notebook_runs_on_a_class_per_folder_set_and_says_which_classes_it_h
     for c, images in enumerate(glyph_classes(40)):
         write_class(root / f"class{c:02d}", images)
     # notebook 05 also trains on a subset of its classes, as a small set of one's own: its Gaussian's VAE too
-    fewer = {"BACKGROUND_CLASSES": 20} if number == "05" else {}
+    fewer = {"BACKGROUND_CLASSES": 20, "GAUSSIAN_STEPS": 20} if number == "05" else {}
     text = printed(run_notebook(number, root, tmp_path / "out", **fewer))
     # the seeded default: 10 % of the 40 classes for validation, 20 % for evaluation
     for line in ("background     28 classes    560 images  my_glyphs",

@@ -65,16 +65,17 @@ def _not_scored(tasks: int) -> np.ndarray:
 
 
 def refit_gaussian(reference: TrainedWeights, images: ImageSet, seed: int = 0,
-                   steps: int = META_VAE_MODEL["joint_steps"]) -> TrainedWeights:
+                   steps: int | None = None) -> TrainedWeights:
     """``reference`` with the support-fitted Gaussian's VAE trained again on ``images`` alone, so that
     the Gaussian knows only the classes the ways of notebook 05 trained on (its small-data runs):
     notebook 04's joint VAE, the same network and learning rate, ``steps`` steps of 64 images, then
-    the spread the Gaussian needs (:func:`latent_spread`). The default is notebook 04's cpu-profile
-    steps: on 100 glyph classes the committed run's 4,800 over-fit them (validation scripts,
+    the spread the Gaussian needs (:func:`latent_spread`). The default (None) is notebook 04's cpu-profile
+    steps, 1,200: on 100 glyph classes the committed run's 4,800 over-fit them (validation scripts,
     fidelity at K = 1 / 5: 0.641 / 0.767 against 0.664 / 0.787 with 1,200). Notebook 04's
     meta-learned weights stay as committed. Runs on the CPU."""
     torch.manual_seed(seed)                      # as notebook 04 seeds its model's initial weights
     model = reference.model()
+    steps = META_VAE_MODEL["joint_steps"] if steps is None else steps
     joint = gen.train_joint(model, images, steps=steps, batch_size=64, lr=META_VAE_MODEL["joint_lr"], seed=seed)
     return dataclasses.replace(reference, joint=joint, spread=latent_spread(model, joint, images, seed=seed))
 
