@@ -55,9 +55,10 @@ CONV_GENERATOR = {
 # Notebook 05's class-code VAE (metagen_utils.inference.set_vae). A shared first stage trains the
 # amortised way (shared_steps; a step without inner steps costs about a third of a hybrid step); then
 # each way trains `steps` more from a copy of it. Chosen on the validation alphabets (docs/results.md),
-# near notebook 05's time budget (3 minutes asked): a longer first stage paid more than a longer second (the hybrid's
-# fidelity, K = 1 / 5, one run each: 3,000 + 700 steps 0.757 / 0.841, 4,000 + 500 0.769 / 0.873,
-# 5,000 + 400 0.781 / 0.851; 1,000 steps of each way alone, no shared stage, about 0.73 / 0.82).
+# near notebook 05's time budget (3 minutes asked): a longer first stage paid more than a longer second
+# (the hybrid's fidelity, K = 1 / 5, one run each: 3,000 + 700 steps 0.757 / 0.841, 4,000 + 500
+# 0.769 / 0.873, 5,000 + 400 0.781 / 0.851; 1,000 steps of each way alone, no shared stage, about
+# 0.73 / 0.82).
 # initial_rate starts the inner rates, which stage 1 does not use: at 0.1, the first inner steps from
 # the stage-1 model threw a few codes far off (one query loss of 8·10⁴ nats at stage 2's second step);
 # at 0.03 no stage-2 loss rose past 1.3 times the first.
