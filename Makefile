@@ -74,8 +74,8 @@ bench: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu
 
-## Retrain the committed full-profile weights (notebook 04's model, then notebook 05's hybrid; about 18 minutes
-## each on 2 cores) into results-full/ and say whether they reproduce data/weights/; `python -m
+## Retrain the committed full-profile weights (notebook 04's model, then notebook 05's hybrid; about 18 and 31
+## minutes on 2 cores) into results-full/ and say whether they reproduce data/weights/; `python -m
 ## metagen_utils.generation.pretrained install results-full/weights/04_meta_vae_full` (and inference.pretrained for
 ## 05_set_vae_full) would then make them the committed ones.
 weights: $(STAMP)

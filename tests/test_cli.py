@@ -240,7 +240,7 @@ def test_set_vae_trains_as_notebook_05_does_then_evaluates_and_samples(tmp_path,
     # (--pretrain-steps of them), then the way's own steps
     s = TINY_SET_VAE["model_config"]
     torch.manual_seed(2)
-    model = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"])
+    model = sv.ClassVAE.from_settings(s)
     params = sv.init_params(model, s["initial_rate"])
     background = hold_out(load(str(data), 28, progress=False), seed=2).split("background")
     common = dict(k_shots=[1, 2], n_query=1, tasks_per_step=2, lr=2e-3, inner_steps=1, progress=False)

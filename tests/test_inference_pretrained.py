@@ -70,7 +70,8 @@ def test_committed_full_profile_hybrid_verifies_and_builds_the_full_model():
     size = sum(p.stat().st_size for p in pretrained.COMMITTED.iterdir())
     assert size <= 8 * 2 ** 20, f"{size} bytes of committed weights; the limit is 8 MB"
     assert list(weights.ways) == ["hybrid"]
-    assert (weights.settings["profile"], weights.settings["width"], weights.settings["hidden"]) == ("full", 32, 256)
+    s = weights.settings
+    assert (s["profile"], s["width"], s["hidden"], s["blocks"]) == ("full", 32, 256, 3)
     model = weights.model()
     assert {n: t.shape for n, t in model.named_parameters()} == \
         {n: t.shape for n, t in weights.ways["hybrid"].items() if n != sv.RATE}

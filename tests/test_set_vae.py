@@ -121,6 +121,22 @@ def test_the_kl_weight_falls_from_start_to_end_and_stays():
     assert all(a >= b for a, b in zip(weights, weights[1:]))
 
 
+def test_residual_blocks_start_as_the_identity_and_the_settings_choose_them():
+    plain, params = small_model()
+    torch.manual_seed(0)
+    deep = sv.ClassVAE.from_settings({"latent_dim": 4, "context_dim": 6, "width": 4, "hidden": 8, "blocks": 2})
+    extra = {n: t for n, t in sv.init_params(deep, 0.1).items() if n not in params}
+    assert sorted(extra) == [f"decoder.refine.{i}.{w}" for i in range(2) for w in ("bias", "weight")]
+    assert all(not t.any() for t in extra.values())           # zero: each block adds nothing yet
+    noise = torch.randn(3, 4)
+    torch.testing.assert_close(sv.call(deep, {**params, **extra}, "decode", noise),
+                               sv.call(plain, params, "decode", noise))
+    assert len(sv.ClassVAE.from_settings({"latent_dim": 4, "context_dim": 6, "width": 4,
+                                          "hidden": 8}).decoder.refine) == 0   # a checkpoint without blocks
+    with pytest.raises(ConfigError, match="blocks=-1"):
+        sv.ClassVAE(blocks=-1)
+
+
 def test_bad_settings_name_the_value_and_what_was_expected(glyph_set):
     model, params = small_model()
     with pytest.raises(ConfigError, match="method='maml' is not valid; expected one of"):
@@ -164,7 +180,7 @@ def test_a_short_run_at_the_cpu_settings_never_climbs_above_its_first_loss(glyph
 
     s = profiles.SET_VAE["cpu"]
     torch.manual_seed(0)
-    model = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"])
+    model = sv.ClassVAE.from_settings(s)
     params = sv.init_params(model, s["initial_rate"])
     losses = sv.train(model, params, method, glyph_set.split("background"), 80, tasks_per_step=s["tasks_per_step"],
                       n_query=s["n_query"], lr=s["lr"], inner_steps=s["inner_steps"], beta=s["kl_weight"],

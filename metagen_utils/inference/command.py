@@ -40,7 +40,7 @@ def set_vae(run: Mapping, image_shape: tuple[int, int, int], device: str,
     if method not in sv.METHODS:
         raise ConfigError(f"method={method!r} is not valid; expected one of {sv.METHODS}")
     torch.manual_seed(run["seed"])        # as notebook 05 builds each way's model
-    module = sv.ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"]).to(device)
+    module = sv.ClassVAE.from_settings(s).to(device)
     params = sv.init_params(module, s["initial_rate"])
 
     def generator(use: int) -> torch.Generator:

@@ -1,6 +1,6 @@
 """Notebook 05's trained weights, saved with every run and, for the full profile, committed to the kit.
 
-The full profile trains for about 18 minutes on two cores, too long for every CI run. Its hybrid's
+The full profile trains for about half an hour on two cores, too long for every CI run. Its hybrid's
 weights are committed in ``data/weights/05_set_vae_full/`` (a checkpoint folder of
 :mod:`metagen_utils.training.checkpoint`: safetensors, JSON, the sha256 of every file in
 ``manifest.json``), so that the cpu run of notebook 05 re-scores them on every CI run. Only the hybrid
@@ -44,8 +44,7 @@ class TrainedWays:
 
     def model(self, device: str | torch.device = "cpu") -> ClassVAE:
         """An empty module of the right shape, to call with one of ``ways``."""
-        s = self.settings
-        return ClassVAE(s["latent_dim"], s["context_dim"], s["width"], s["hidden"]).to(device)
+        return ClassVAE.from_settings(self.settings).to(device)
 
     def tensors(self) -> dict[str, Tensor]:
         """Every tensor, as stored: ``"<method>.<name>"``."""

@@ -24,7 +24,7 @@ forward pass serves them all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,12 +106,14 @@ class Film(nn.Linear):
 class Decoder(nn.Module):
     """z ``[n, latent_dim]``, c ``[context_dim]`` → Bernoulli logits ``[n, 1, 28, 28]``.
 
-    Linear on [z; c] → FiLM(c) at 7×7 → transposed convolution to 14×14 → FiLM(c) → transposed
-    convolution to 28×28. c enters twice: concatenated, so the decoder can draw the class from the
-    first step, and by FiLM, so it can change how every feature map is used.
+    Linear on [z; c] → FiLM(c) at 7×7 → transposed convolution to 14×14 → ``blocks`` residual blocks
+    → FiLM(c) → transposed convolution to 28×28. c enters twice: concatenated, so the decoder can draw
+    the class from the first step, and by FiLM, so it can change how every feature map is used. Each
+    residual block adds SiLU(3×3 convolution) of its input to it and starts at zero (the identity), as
+    in notebook 04's decoder: more layers at 14×14 to draw each stroke with.
     """
 
-    def __init__(self, latent_dim: int, context_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, context_dim: int, width: int, blocks: int = 0) -> None:
         super().__init__()
         self.width = width
         self.fc = nn.Linear(latent_dim + context_dim, 2 * width * 49)
@@ -119,11 +121,17 @@ class Decoder(nn.Module):
         self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
         self.film14 = Film(context_dim, width)
         self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
+        self.refine = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
+        for conv in self.refine:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         """z ``[n, latent_dim]``, c ``[n, context_dim]``."""
         h = F.silu(self.fc(torch.cat([z, c], 1))).view(-1, 2 * self.width, 7, 7)
         h = F.silu(self.up(self.film7.modulate(h, c)))
+        for conv in self.refine:
+            h = h + F.silu(conv(h))
         return self.out(self.film14.modulate(h, c))
 
 
@@ -146,17 +154,27 @@ class ClassVAE(nn.Module):
     with another parameter dict, e.g. ``{**params, "context": codes}``.
     """
 
-    def __init__(self, latent_dim: int = 16, context_dim: int = 32, width: int = 16, hidden: int = 128) -> None:
+    def __init__(self, latent_dim: int = 16, context_dim: int = 32, width: int = 16, hidden: int = 128,
+                 blocks: int = 0) -> None:
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("context_dim", context_dim), ("width", width),
                             ("hidden", hidden)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ClassVAE: {name}={value!r}; expected a positive integer")
+        if not isinstance(blocks, int) or blocks < 0:
+            raise ConfigError(f"ClassVAE: blocks={blocks!r}; expected an integer ≥ 0")
         self.latent_dim, self.context_dim = latent_dim, context_dim
         self.context = nn.Parameter(torch.zeros(context_dim))
         self.set_encoder = SetEncoder(context_dim, width, hidden)
         self.encoder = Encoder(latent_dim, context_dim, width)
-        self.decoder = Decoder(latent_dim, context_dim, width)
+        self.decoder = Decoder(latent_dim, context_dim, width, blocks)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> ClassVAE:
+        """The model a profile's settings (:data:`metagen_utils.profiles.SET_VAE`) or a checkpoint's
+        describe: latent_dim, context_dim, width, hidden, and blocks (0 when absent)."""
+        return cls(settings["latent_dim"], settings["context_dim"], settings["width"], settings["hidden"],
+                   settings.get("blocks", 0))
 
     def infer(self, support: Tensor) -> Tensor:
         """support ``[(T,) K, 1, 28, 28]`` → c ``[(T,) context_dim]``."""
