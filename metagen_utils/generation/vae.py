@@ -86,6 +86,23 @@ def _modulate(h: Tensor, film: LinearMetaNet, c: Tensor) -> Tensor:
     return h * (1 + gamma) + beta
 
 
+class ResidualBlocks(nn.ModuleList):
+    """``blocks`` residual blocks on ``[n, width, H, W]`` feature maps: h ← h + SiLU(3×3 convolution of h),
+    each convolution starting at zero, so that the blocks start as the identity. Notebook 04's and
+    notebook 05's decoders use them at 14×14."""
+
+    def __init__(self, width: int, blocks: int) -> None:
+        super().__init__(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
+        for conv in self:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        for conv in self:
+            h = h + F.silu(conv(h))
+        return h
+
+
 class Decoder(nn.Module):
     """z ``[n, latent_dim]``, c ``[context_dim]`` → Bernoulli logits ``[n, 1, 28, 28]``.
 
@@ -102,18 +119,13 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(latent_dim, 2 * width * 7 * 7)
         self.film = _identity_film(context_dim, 2 * width)
         self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
-        self.refine = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
-        for conv in self.refine:
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+        self.refine = ResidualBlocks(width, blocks)
         self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         h = _modulate(F.silu(self.fc(z)).view(-1, 2 * self.width, 7, 7), self.film, c)
         h = F.silu(self.up(h))
-        for conv in self.refine:
-            h = h + F.silu(conv(h))
-        return self.out(h)
+        return self.out(self.refine(h))
 
 
 class ConditionalVAE(nn.Module):

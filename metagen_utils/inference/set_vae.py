@@ -38,7 +38,7 @@ from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError, MetaLearningError
 from ..kernels import clip_grad_norm
-from ..generation.vae import _log_normal, call   # log N(z; m, diag e^v); model.<method> with a dict
+from ..generation.vae import ResidualBlocks, _log_normal, call   # log N(z; m, diag e^v); model.<method> with a dict
 from ..meta.maml import LR_PREFIX, Params, inner_loop
 from ..training.loop import episode_fn
 from ..training.schedule import warmup_cosine
@@ -108,9 +108,9 @@ class Decoder(nn.Module):
 
     Linear on [z; c] → FiLM(c) at 7×7 → transposed convolution to 14×14 → ``blocks`` residual blocks
     → FiLM(c) → transposed convolution to 28×28. c enters twice: concatenated, so the decoder can draw
-    the class from the first step, and by FiLM, so it can change how every feature map is used. Each
-    residual block adds SiLU(3×3 convolution) of its input to it and starts at zero (the identity), as
-    in notebook 04's decoder: more layers at 14×14 to draw each stroke with.
+    the class from the first step, and by FiLM, so it can change how every feature map is used. The
+    residual blocks (:class:`~metagen_utils.generation.vae.ResidualBlocks`, as in notebook 04's decoder)
+    start as the identity: more layers at 14×14 to draw each stroke with.
     """
 
     def __init__(self, latent_dim: int, context_dim: int, width: int, blocks: int = 0) -> None:
@@ -121,18 +121,13 @@ class Decoder(nn.Module):
         self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)     # 7 → 14
         self.film14 = Film(context_dim, width)
         self.out = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)            # 14 → 28
-        self.refine = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
-        for conv in self.refine:
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+        self.refine = ResidualBlocks(width, blocks)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         """z ``[n, latent_dim]``, c ``[n, context_dim]``."""
         h = F.silu(self.fc(torch.cat([z, c], 1))).view(-1, 2 * self.width, 7, 7)
         h = F.silu(self.up(self.film7.modulate(h, c)))
-        for conv in self.refine:
-            h = h + F.silu(conv(h))
-        return self.out(self.film14.modulate(h, c))
+        return self.out(self.film14.modulate(self.refine(h), c))
 
 
 class ClassVAE(nn.Module):
