@@ -53,7 +53,7 @@ CONV_GENERATOR = {
 }
 
 # Notebook 05's class-code VAE (metagen_utils.inference.set_vae). A shared first stage trains the
-# amortised way (shared_steps; a step without inner steps costs about a third of a hybrid step); then
+# amortised way (shared_steps; a step without inner steps costs under half a hybrid step); then
 # each way trains `steps` more from a copy of it. Chosen on the validation alphabets (docs/results.md),
 # near notebook 05's time budget (3 minutes asked): a longer first stage paid more than a longer second
 # (the hybrid's fidelity, K = 1 / 5, one run each: 3,000 + 700 steps 0.757 / 0.841, 4,000 + 500
