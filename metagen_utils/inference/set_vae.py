@@ -38,7 +38,8 @@ from ..config import progress_disabled
 from ..data.images import ImageSet
 from ..errors import ConfigError, DataError, MetaLearningError
 from ..kernels import clip_grad_norm
-from ..generation.vae import ResidualBlocks, _log_normal, call   # log N(z; m, diag e^v); model.<method> with a dict
+# notebook 04's residual blocks; log N(z; m, diag e^v); model.<method> run with a parameter dict
+from ..generation.vae import ResidualBlocks, _log_normal, call
 from ..meta.maml import LR_PREFIX, Params, inner_loop
 from ..training.loop import episode_fn
 from ..training.schedule import warmup_cosine
