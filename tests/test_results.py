@@ -32,6 +32,17 @@ def test_every_figure_readme_shows_was_made_by_a_regeneration():
         assert (kept.REPO / path).is_file(), f"README shows {path}, which `make notebooks` has not written"
 
 
+def test_regenerating_one_notebook_copies_only_its_own_readme_figures(tmp_path, monkeypatch):
+    # the scratch folder keeps every notebook's figures from earlier regenerations; only this one's are new
+    monkeypatch.setattr(kept, "FIGURES", tmp_path / "docs")
+    made = tmp_path / "made"
+    made.mkdir()
+    for name in ("02_completions", "05_scores", "02_not_in_readme"):
+        (made / f"{name}.png").write_bytes(name.encode())
+    kept.update_figures(made, "02_linear_meta_network")
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["02_completions.png"]
+
+
 def test_a_headline_metric_that_no_notebook_records_is_named():
     with pytest.raises(KeyError, match="01_preprocessing.classes"):
         kept.readme_table({})

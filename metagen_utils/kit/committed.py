@@ -96,10 +96,12 @@ def update_readme() -> None:
     _replace_table(RESULTS_PAGE, full_table(committed))
 
 
-def update_figures(figures: Path) -> None:
-    """Copy README's figures (:data:`README_FIGURES`) that a regenerated run wrote into ``docs/figures/``."""
+def update_figures(figures: Path, notebook: str) -> None:
+    """Copy README's figures (:data:`README_FIGURES`) of ``notebook`` (its stem, e.g. ``"05_class_inference"``)
+    that a regenerated run wrote into ``docs/figures/``. Only that notebook's: ``figures`` also holds what
+    earlier regenerations of the other notebooks left there, which may be stale."""
     FIGURES.mkdir(parents=True, exist_ok=True)
+    prefix = notebook.split("_")[0] + "_"
     for name in README_FIGURES:
-        made = figures / f"{name}.png"
-        if made.is_file():
+        if name.startswith(prefix) and (made := figures / f"{name}.png").is_file():
             shutil.copyfile(made, FIGURES / made.name)

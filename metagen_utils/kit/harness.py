@@ -211,7 +211,7 @@ def regenerate(only: list[str] | None = None, folder: Path = NOTEBOOKS, scratch:
             nb = strip_run_metadata(nbformat.read(executed, as_version=4))
             write_atomic(path, lambda tmp: nbformat.write(nb, str(tmp)))
             update_committed(path, scratch / "results", seconds)
-            update_figures(scratch / "results" / "figures")
+            update_figures(scratch / "results" / "figures", path.stem)
             print(f"  {seconds:.1f} s", flush=True)
     update_readme()
 
