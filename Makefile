@@ -22,6 +22,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@# The kit's Jupyter kernel, started with the CPU kernels the committed numbers were computed with
 	$(PY) -c 'import sys; from metagen_utils.kernels import pin_cpu_kernels; from ipykernel.kernelspec import install; \
 		install(kernel_name="metagen", display_name="Python 3 (metagen kit)", prefix=sys.prefix, env=pin_cpu_kernels())'
+	@# The embedded glyph set, rendered from matplotlib's fonts once (about 10 s) and cached in data/glyphs/,
+	@# so that the notebooks start from it (a deleted cache is rendered again on first use)
+	$(PY) -c 'from metagen_utils.kernels import pin_cpu_kernels; pin_cpu_kernels(); \
+		from metagen_utils.data import load_glyphs; load_glyphs(progress=False)'
 	@touch $(STAMP)
 
 ## The main job: every notebook, in order, on the embedded glyphs (or DATA=/path), into $(OUT)/.
