@@ -68,10 +68,12 @@ exercises: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-## Benchmarks: data set build time and episode sampling speed; one MAML meta-step, kit paths against a per-task loop.
+## Benchmarks: data set build time and episode sampling speed; one MAML meta-step, kit paths against a per-task
+## loop; notebook 02's MAML step on one thread and on two.
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_data
 	$(PY) -m benchmarks.bench_meta
+	$(PY) -m benchmarks.bench_threads
 
 ## On a CUDA machine only: notebook 04's meta-step in float32 and bfloat16, peak memory, and the full-profile
 ## notebook on the GPU, into benchmarks/results/gpu.json. Nothing else needs a GPU.

@@ -30,6 +30,19 @@ def test_every_path_gives_the_same_meta_gradient_in_float64():
     assert agreement.order_gap > 1e-3, "first- and second-order meta-gradients coincide: an order is ignored"
 
 
+def test_notebook_02s_maml_steps_give_the_same_bits_on_one_thread_and_two(glyph_set):
+    # notebook 02 runs on two threads and says its numbers come out as on one: three of its outer steps
+    from benchmarks.bench_threads import FEATURES, SCALE, maml
+    from metagen_utils import completion
+
+    background = completion.three_splits(glyph_set, seed=0)[0]
+    features = completion.fourier_design(28, 28, FEATURES, SCALE, seed=0)
+    before = torch.get_num_threads()
+    (one, _), (two, _) = (maml(features, background, threads, steps=3) for threads in (1, 2))
+    assert torch.get_num_threads() == before
+    assert one.abs().sum() > 0 and torch.equal(one, two)
+
+
 @pytest.mark.slow
 def test_the_gpu_benchmark_dry_runs_on_the_cpu_and_writes_its_results_file(tmp_path, capsys):
     from benchmarks import bench_gpu
