@@ -28,7 +28,7 @@ from ..meta.maml import Params
 from ..profiles import META_VAE_MODEL
 from .set_vae import ClassVAE, LatentPrior, call, contexts, query_scores, sample
 
-REFERENCES = ("04's model (full profile)", "support-fitted Gaussian")
+REFERENCES = ("04's full model", "support-fitted Gaussian")
 # Where a way's fidelity goes: its own samples, its decoder redrawing the support under its code, and its
 # samples under the code it finds from the class's held-out images (fidelity_breakdown).
 BREAKDOWN = ("own samples", "support, encoded and decoded", "code from held-out images")
